@@ -160,7 +160,7 @@ type JSONMetric struct {
 }
 
 // DecodeJSON parses one result in the JSON format. Missing time means now;
-// missing id is derived from the check name. Every field is validated: a bad
+// missing id is derived from the agent and check name. Every field is validated: a bad
 // value is an error naming the field, never a silent zero.
 func DecodeJSON(data []byte, now time.Time) (Result, error) {
 	var w JSONResult
@@ -190,7 +190,7 @@ func (w *JSONResult) Result(now time.Time) (Result, error) {
 		}
 		r.CheckID = id
 	} else {
-		r.CheckID = CheckID(w.Check)
+		r.CheckID = CheckID(w.Agent, w.Check)
 	}
 	r.Time = now
 	if w.Time != "" {

@@ -114,8 +114,18 @@ func (t *StateType) UnmarshalText(b []byte) error {
 // Namespace is the UUIDv5 namespace for check IDs derived from names.
 var Namespace = uuid.MustParse("6b1f4c0e-6f5e-5d2a-9a43-72ec0a8f4391")
 
-// CheckID derives the stable ID of a check that has no configured id.
-func CheckID(name string) uuid.UUID { return uuid.NewSHA1(Namespace, []byte(name)) }
+// CheckID derives the stable ID of a check that has no configured id:
+// UUIDv5 of the check name in a namespace that is itself UUIDv5 of the agent
+// name, so the same check name on many agents (scale-out) gives distinct
+// series, while one agent's IDs stay stable across restarts. An empty agent
+// uses Namespace directly.
+func CheckID(agent, name string) uuid.UUID {
+	ns := Namespace
+	if agent != "" {
+		ns = uuid.NewSHA1(Namespace, []byte(agent))
+	}
+	return uuid.NewSHA1(ns, []byte(name))
+}
 
 // Check is one configured check: what to run, against what, how often.
 type Check struct {
