@@ -143,6 +143,9 @@ type Check struct {
 	Settings any
 	// Source is "file:line" of the definition, for error messages.
 	Source string
+	// Dir is the directory of the file that defined the check; relative
+	// paths in Settings (scripts, plugins) resolve against it.
+	Dir string
 }
 
 // Result is one observation of a check.

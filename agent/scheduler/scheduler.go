@@ -1,0 +1,533 @@
+// Package scheduler runs checks on time. Every check runs at its period with
+// a deterministic splay (an offset derived from its ID, so a fleet of agents
+// restarting together does not stampede, and a restart keeps the phase),
+// under its timeout, never overlapping itself (a run that comes due while
+// the previous one is still going is skipped and counted as late), with
+// Nagios soft/hard state semantics and retry periods, inside global and
+// per-type concurrency limits. Results go to the Emit function (the durable
+// pipeline); when Emit blocks, the check stays busy and later runs are
+// skipped and counted — backpressure, not silent loss.
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/reconmon/recon/agent/checktype"
+	"github.com/reconmon/recon/agent/model"
+)
+
+// DefaultMaxConcurrency caps checks running at once when not configured.
+const DefaultMaxConcurrency = 512
+
+// Job is a check ready to be scheduled.
+type Job struct {
+	Check  *model.Check
+	Runner checktype.Runner
+}
+
+// Options configure a Scheduler.
+type Options struct {
+	// Agent names this agent in results.
+	Agent string
+	// MaxConcurrency caps runs in progress across all types (0 = default).
+	MaxConcurrency int
+	// TypeConcurrency caps runs in progress per check type.
+	TypeConcurrency map[string]int
+	// Emit receives every result. It may block (backpressure); ctx is
+	// cancelled at shutdown after the grace period.
+	Emit func(ctx context.Context, r model.Result) error
+	// OnResult, if set, observes every result after Emit (metrics).
+	OnResult func(r *model.Result)
+	Logger   *slog.Logger
+}
+
+// ErrRunning is returned by RunNow while a run of the check is in progress.
+var ErrRunning = errors.New("check is already running")
+
+// ErrNotFound is returned for an unknown check ID.
+var ErrNotFound = errors.New("no such check")
+
+// Scheduler schedules jobs. Create it with New, start it with Run, change
+// its jobs with Update at any time.
+type Scheduler struct {
+	opts   Options
+	log    *slog.Logger
+	global chan struct{}
+
+	mu      sync.Mutex
+	entries map[uuid.UUID]*entry
+	queue   entryHeap
+	perType map[string]chan struct{}
+	wake    chan struct{}
+	runCtx  context.Context // cancelled when in-flight runs must stop
+	wg      sync.WaitGroup
+
+	stats counters
+}
+
+type entry struct {
+	check   *model.Check
+	runner  checktype.Runner
+	next    time.Time
+	index   int // in queue; -1 when not queued
+	running bool
+	removed bool
+	st      state
+	last    *model.Result
+	// retired runners are closed once the in-flight run that may use them
+	// has finished.
+	retired []checktype.Runner
+	runs    uint64
+	late    uint64
+}
+
+// New returns a scheduler with no jobs. It starts nothing.
+func New(opts Options) *Scheduler {
+	if opts.MaxConcurrency <= 0 {
+		opts.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Scheduler{
+		opts:    opts,
+		log:     opts.Logger,
+		global:  make(chan struct{}, opts.MaxConcurrency),
+		entries: map[uuid.UUID]*entry{},
+		perType: map[string]chan struct{}{},
+		wake:    make(chan struct{}, 1),
+		runCtx:  context.Background(),
+	}
+	for t, n := range opts.TypeConcurrency {
+		if n > 0 {
+			s.perType[t] = make(chan struct{}, n)
+		}
+	}
+	return s
+}
+
+// Update replaces the scheduled set with jobs. A check whose ID is already
+// scheduled keeps its soft/hard state and last result, and its schedule when
+// its period is unchanged; its runner is replaced (scripts may have changed)
+// and the old one closed after any in-flight run. Checks no longer present
+// are removed; an in-flight run of one still delivers its result.
+func (s *Scheduler) Update(jobs []Job) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[uuid.UUID]bool, len(jobs))
+	for _, j := range jobs {
+		seen[j.Check.ID] = true
+		e, ok := s.entries[j.Check.ID]
+		if !ok {
+			e = &entry{check: j.Check, runner: j.Runner, index: -1}
+			e.next = firstRun(j.Check, now)
+			s.entries[j.Check.ID] = e
+			heap.Push(&s.queue, e)
+			continue
+		}
+		old := e.check
+		e.retire(e.runner)
+		e.check, e.runner = j.Check, j.Runner
+		if old.Period != j.Check.Period || old.RetryPeriod != j.Check.RetryPeriod {
+			e.next = firstRun(j.Check, now)
+			if e.index >= 0 {
+				heap.Fix(&s.queue, e.index)
+			}
+		}
+		if !e.running {
+			e.closeRetired(s.log)
+		}
+	}
+	for id, e := range s.entries {
+		if seen[id] {
+			continue
+		}
+		delete(s.entries, id)
+		e.removed = true
+		if e.index >= 0 {
+			heap.Remove(&s.queue, e.index)
+		}
+		e.retire(e.runner)
+		if !e.running {
+			e.closeRetired(s.log)
+		}
+	}
+	s.poke()
+}
+
+func (e *entry) retire(r checktype.Runner) {
+	if r != nil {
+		e.retired = append(e.retired, r)
+	}
+}
+
+func (e *entry) closeRetired(log *slog.Logger) {
+	for _, r := range e.retired {
+		if c, ok := r.(checktype.Closer); ok {
+			if err := c.Close(); err != nil {
+				log.Warn("close check runner", "check", e.check.Name, "err", err)
+			}
+		}
+	}
+	e.retired = nil
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// splay is the check's fixed offset within its period.
+func splay(c *model.Check, period time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write(c.ID[:])
+	return time.Duration(h.Sum64() % uint64(period))
+}
+
+// nextSlot returns the first time after now that lies on the check's grid:
+// multiples of period since the Unix epoch, shifted by the splay. The grid
+// does not depend on when the agent started.
+func nextSlot(c *model.Check, now time.Time) time.Time {
+	p := c.Period
+	if p <= 0 {
+		p = time.Minute
+	}
+	off := int64(splay(c, p))
+	n := now.UnixNano()
+	base := n - ((n-off)%int64(p)+int64(p))%int64(p)
+	t := base + int64(p)
+	for t <= n {
+		t += int64(p)
+	}
+	return time.Unix(0, t)
+}
+
+// firstRun is the first slot after now; the splay spreads checks across
+// the period so that starting thousands of checks does not run them at once.
+func firstRun(c *model.Check, now time.Time) time.Time { return nextSlot(c, now) }
+
+// Run dispatches due checks until ctx is done, then lets in-flight runs
+// finish for at most grace before cancelling them, and returns when all
+// have returned.
+func (s *Scheduler) Run(ctx context.Context, grace time.Duration) error {
+	runCtx, cancelRuns := context.WithCancel(context.Background())
+	defer cancelRuns()
+	s.mu.Lock()
+	s.runCtx = runCtx
+	s.mu.Unlock()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := s.dispatchDue(time.Now())
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return s.drain(grace, cancelRuns)
+		case <-s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (s *Scheduler) drain(grace time.Duration, cancel context.CancelFunc) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(grace):
+		s.log.Warn("shutdown: cancelling checks still running after the grace period", "grace", grace)
+		cancel()
+		<-done
+		return nil
+	}
+}
+
+// dispatchDue starts every due check and returns how long to sleep.
+func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) > 0 {
+		e := s.queue[0]
+		if e.next.After(now) {
+			return e.next.Sub(now)
+		}
+		s.stats.lag.observe(now.Sub(e.next))
+		if e.running {
+			// The previous run is still going: skip this slot, count it.
+			e.late++
+			s.stats.late.Add(1)
+			e.next = nextSlot(e.check, now)
+			heap.Fix(&s.queue, 0)
+			continue
+		}
+		e.running = true
+		e.next = nextSlot(e.check, now)
+		heap.Fix(&s.queue, 0)
+		s.wg.Add(1)
+		go s.run(s.runCtx, e, e.runner, e.check, e.last)
+	}
+	return time.Hour
+}
+
+func (s *Scheduler) acquire(ctx context.Context, typ string) (release func(), err error) {
+	select {
+	case s.global <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ch := s.perType[typ]
+	if ch == nil {
+		return func() { <-s.global }, nil
+	}
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch; <-s.global }, nil
+	case <-ctx.Done():
+		<-s.global
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Scheduler) runContext() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runCtx
+}
+
+// run executes one run of e, records and emits its result and returns it.
+func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *model.Check, prev *model.Result) model.Result {
+	defer s.wg.Done()
+	res, err := s.execute(ctx, r, c, prev)
+	if err != nil {
+		// Only shutdown gets here: no slot was free before cancellation.
+		s.mu.Lock()
+		e.running = false
+		e.closeRetired(s.log)
+		s.mu.Unlock()
+		return checktype.Unknown("not run: %v", err)
+	}
+	s.mu.Lock()
+	e.st = e.st.next(res.Status, c.MaxAttempts)
+	res.StateType, res.Attempt = e.st.stateType, e.st.attempt
+	if e.st.retrying() && !e.removed {
+		// Re-check soon, like Nagios's retry_interval.
+		if t := time.Now().Add(c.RetryPeriod); t.Before(e.next) {
+			e.next = t
+			if e.index >= 0 {
+				heap.Fix(&s.queue, e.index)
+			}
+			s.poke()
+		}
+	}
+	e.runs++
+	last := res
+	e.last = &last
+	s.mu.Unlock()
+
+	s.stats.runs.Add(1)
+	s.stats.byStatus[res.Status&3].Add(1)
+	if s.opts.Emit != nil {
+		if err := s.opts.Emit(ctx, res); err != nil {
+			s.stats.emitErrors.Add(1)
+			s.log.Error("result not delivered to the pipeline", "check", c.Name, "err", err)
+		}
+	}
+	if s.opts.OnResult != nil {
+		s.opts.OnResult(&res)
+	}
+	s.mu.Lock()
+	e.running = false
+	e.closeRetired(s.log)
+	s.mu.Unlock()
+	return res
+}
+
+// execute acquires concurrency slots and runs the check under its timeout.
+func (s *Scheduler) execute(ctx context.Context, r checktype.Runner, c *model.Check, prev *model.Result) (model.Result, error) {
+	release, err := s.acquire(ctx, c.Type)
+	if err != nil {
+		return model.Result{}, err
+	}
+	defer release()
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	res := safeRun(rctx, r, prev)
+	cancel()
+	if res.Duration == 0 {
+		res.Duration = time.Since(start)
+	}
+	if !res.Status.Valid() {
+		res.LongOutput = joinLines(res.LongOutput, fmt.Sprintf("invalid status %d from the check type", res.Status))
+		res.Status = model.Unknown
+	}
+	res.CheckID, res.Check, res.Type, res.Target = c.ID, c.Name, c.Type, c.Target
+	res.Agent = s.opts.Agent
+	res.Time = start
+	if len(c.Tags) > 0 && res.Tags == nil {
+		res.Tags = c.Tags
+	}
+	return res, nil
+}
+
+// safeRun turns a panic in a check type into an UNKNOWN result: one broken
+// check must not take the agent down.
+func safeRun(ctx context.Context, r checktype.Runner, prev *model.Result) (res model.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = checktype.Unknown("check panicked: %v", p)
+		}
+	}()
+	return r.Run(ctx, prev)
+}
+
+func joinLines(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "\n" + b
+}
+
+// RunNow runs the check immediately, outside its schedule, and returns the
+// result, which also goes to the pipeline like any other.
+func (s *Scheduler) RunNow(ctx context.Context, id uuid.UUID) (model.Result, error) {
+	s.mu.Lock()
+	e, ok := s.entries[id]
+	if !ok {
+		s.mu.Unlock()
+		return model.Result{}, ErrNotFound
+	}
+	if e.running {
+		s.mu.Unlock()
+		return model.Result{}, ErrRunning
+	}
+	e.running = true
+	r, c, prev := e.runner, e.check, e.last
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	done := make(chan model.Result, 1)
+	// The scheduled path, so state, stats and emit are identical. The run
+	// goes on under the scheduler's context even if the caller gives up.
+	go func() { done <- s.run(s.runContext(), e, r, c, prev) }()
+	select {
+	case res := <-done:
+		return res, nil
+	case <-ctx.Done():
+		return model.Result{}, ctx.Err()
+	}
+}
+
+// CheckState is a snapshot of one scheduled check for the API.
+type CheckState struct {
+	Check   *model.Check
+	Last    *model.Result
+	Next    time.Time
+	Running bool
+	Runs    uint64
+	Late    uint64
+}
+
+// Checks returns a snapshot of every scheduled check.
+func (s *Scheduler) Checks() []CheckState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]CheckState, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, CheckState{Check: e.check, Last: e.last, Next: e.next, Running: e.running, Runs: e.runs, Late: e.late})
+	}
+	return out
+}
+
+// Check returns the snapshot of one check.
+func (s *Scheduler) Check(id uuid.UUID) (CheckState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[id]
+	if !ok {
+		return CheckState{}, false
+	}
+	return CheckState{Check: e.check, Last: e.last, Next: e.next, Running: e.running, Runs: e.runs, Late: e.late}, true
+}
+
+// Stats are the scheduler's counters.
+type Stats struct {
+	Runs       uint64
+	Late       uint64
+	EmitErrors uint64
+	ByStatus   [4]uint64
+	Checks     int
+	// LagBuckets[i] counts dispatches that started between 2^(i-1) and
+	// 2^i microseconds after their due time (bucket 0: under 1 µs).
+	LagBuckets [lagBuckets]uint64
+}
+
+// LagQuantile estimates the q-quantile of dispatch lag (the upper bound of
+// the bucket holding it).
+func (st Stats) LagQuantile(q float64) time.Duration {
+	var total uint64
+	for _, n := range st.LagBuckets {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(q * float64(total))
+	var acc uint64
+	for i, n := range st.LagBuckets {
+		acc += n
+		if acc >= want && n > 0 {
+			return time.Duration(1<<i) * time.Microsecond
+		}
+	}
+	return time.Duration(1<<(lagBuckets-1)) * time.Microsecond
+}
+
+const lagBuckets = 32
+
+type counters struct {
+	runs, late, emitErrors atomic.Uint64
+	byStatus               [4]atomic.Uint64
+	lag                    lagHist
+}
+
+type lagHist [lagBuckets]atomic.Uint64
+
+func (h *lagHist) observe(d time.Duration) {
+	us := uint64(d / time.Microsecond)
+	i := bits.Len64(us)
+	if i >= lagBuckets {
+		i = lagBuckets - 1
+	}
+	h[i].Add(1)
+}
+
+// Stats returns the current counters.
+func (s *Scheduler) Stats() Stats {
+	st := Stats{Runs: s.stats.runs.Load(), Late: s.stats.late.Load(), EmitErrors: s.stats.emitErrors.Load()}
+	for i := range st.ByStatus {
+		st.ByStatus[i] = s.stats.byStatus[i].Load()
+	}
+	for i := range st.LagBuckets {
+		st.LagBuckets[i] = s.stats.lag[i].Load()
+	}
+	s.mu.Lock()
+	st.Checks = len(s.entries)
+	s.mu.Unlock()
+	return st
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/runtime"
+)
+
+func cmdAgent(ctx context.Context, a *app, args []string) int {
+	fs := newFlags(a, "agent", "agent -c FILE [--log-format text|json] [--log-level LEVEL]")
+	cfgPath := fs.String("c", "", "configuration `file` (required)")
+	logFormat := fs.String("log-format", "", "log format: text or json (overrides agent.log_format)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides agent.log_level)")
+	if _, code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(a.stderr, "recon agent: -c FILE is required")
+		return exitUsage
+	}
+	// A first load tells us the logging and runner options; the runtime
+	// then loads the file again with the real check and sink types.
+	pre, err := config.Load(*cfgPath, wire(a, nil).registries, &config.Options{Env: a.env})
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return exitFailed
+	}
+	format, level := pre.Agent.LogFormat, pre.Agent.LogLevel
+	if *logFormat != "" {
+		format = *logFormat
+	}
+	if *logLevel != "" {
+		level = *logLevel
+	}
+	log, err := newLogger(a.stderr, format, level)
+	if err != nil {
+		fmt.Fprintln(a.stderr, "recon agent:", err)
+		return exitUsage
+	}
+	w := wire(a, pre)
+	defer w.close()
+	rt, err := runtime.New(runtime.Options{
+		ConfigPath:  *cfgPath,
+		Registries:  w.registries,
+		LoadOptions: &config.Options{Env: a.env},
+		Logger:      log,
+		OpenQueue:   w.openQueue,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailed
+	}
+	if pre.DefaultSink {
+		log.Info("no [[sink]] configured: storing results in the embedded default store", "type", pre.Sinks[0].Type)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reloading configuration")
+				_ = rt.Reload() // logs its own failure and keeps running
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := rt.Run(ctx); err != nil {
+		log.Error("agent failed", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func cmdConfig(ctx context.Context, a *app, args []string) int {
+	return subcommand(ctx, a, "config", args, map[string]func(context.Context, *app, []string) int{
+		"check": cmdConfigCheck,
+	})
+}
+
+func cmdConfigCheck(_ context.Context, a *app, args []string) int {
+	fs := newFlags(a, "config check", "config check -c FILE")
+	cfgPath := fs.String("c", "", "configuration `file` (required)")
+	if _, code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(a.stderr, "recon config check: -c FILE is required")
+		return exitUsage
+	}
+	pre, err := config.Load(*cfgPath, wire(a, nil).registries, &config.Options{Env: a.env})
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return exitFailed
+	}
+	// Prepare every check with the real types too: a script that does not
+	// compile or a command that needs a shell is a configuration error.
+	w := wire(a, pre)
+	defer w.close()
+	cfg, err := config.Load(*cfgPath, w.registries, &config.Options{Env: a.env})
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return exitFailed
+	}
+	failed := false
+	for _, c := range cfg.Checks {
+		typ, _ := w.registries.Checks.Lookup(c.Type)
+		r, err := typ.Prepare(c)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "%s: check %q: %v\n", c.Source, c.Name, err)
+			failed = true
+			continue
+		}
+		closeRunner(r)
+	}
+	if failed {
+		return exitFailed
+	}
+	fmt.Fprintf(a.stdout, "%s: ok (%d checks, %d sinks, %d files)\n", *cfgPath, len(cfg.Checks), len(cfg.Sinks), len(cfg.Files))
+	return exitOK
+}
