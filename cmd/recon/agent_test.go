@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reconmon/recon/internal/testutil"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// reconBinary builds the real binary once per test run.
+func reconBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "recon-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "recon")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			binPath = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v\n%s", buildErr, binPath)
+	}
+	return binPath
+}
+
+// agentProc is a running `recon agent`.
+type agentProc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+func startAgent(t *testing.T, cfg string, extraEnv ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(reconBinary(t), "agent", "-c", cfg)
+	cmd.Dir = filepath.Dir(cfg)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	p := &agentProc{cmd: cmd, done: make(chan struct{})}
+	pipe, _ := cmd.StderrPipe()
+	cmd.Stdout = nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", p.log())
+		}
+	})
+	return p
+}
+
+func (p *agentProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countLines(path, substr string) int {
+	b, _ := os.ReadFile(path)
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAgentRunsReloadsAndStops runs the real binary: results flow to a
+// file sink, SIGHUP with a broken config keeps the old one, SIGHUP with a
+// new check adds it without disturbing the others, SIGTERM stops cleanly.
+func TestAgentRunsReloadsAndStops(t *testing.T) {
+	dummy := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_dummy")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.lp")
+	cfgPath := filepath.Join(dir, "recon.toml")
+	base := `
+[agent]
+listen = "127.0.0.1:0"
+data_dir = "` + dir + `/data"
+[[check]]
+name = "fast"
+type = "nagios"
+command = "` + dummy + ` 0 fast"
+period = "100ms"
+[[sink]]
+type = "lineproto"
+output = "file"
+path = "` + out + `"
+fsync = "never"
+`
+	os.WriteFile(cfgPath, []byte(base), 0o644)
+	p := startAgent(t, cfgPath)
+	waitFor(t, "results of the first check", 10*time.Second, func() bool { return countLines(out, "fast,") >= 5 })
+
+	os.WriteFile(cfgPath, []byte(base+"\n[[check]]\nname = 'broken'\ntype = 'nagios'\nperiod = 'soon'\n"), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "reload failure logged", 5*time.Second, func() bool { return strings.Contains(p.log(), "reload failed") })
+	if !strings.Contains(p.log(), "recon.toml:") {
+		t.Errorf("reload error does not name file:line:\n%s", p.log())
+	}
+	n := countLines(out, "fast,")
+	waitFor(t, "old config still running", 5*time.Second, func() bool { return countLines(out, "fast,") > n+3 })
+
+	os.WriteFile(cfgPath, []byte(base+"\n[[check]]\nname = 'added'\ntype = 'nagios'\ncommand = '"+dummy+" 1 added'\nperiod = '100ms'\n"), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "added check's results", 10*time.Second, func() bool { return countLines(out, "added,") >= 3 })
+	if !strings.Contains(p.log(), "configuration reloaded") {
+		t.Error("reload not logged")
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent did not stop on SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM", code)
+	}
+	if !strings.Contains(p.log(), "agent stopped") {
+		t.Error("no clean stop logged")
+	}
+}
