@@ -30,6 +30,19 @@ type Config struct {
 	// DefaultSink is true when no [[sink]] was configured and the loader
 	// added the default store, so nothing is discarded by default.
 	DefaultSink bool
+	// Sections holds the decoded registered sections ([nrpe],
+	// [[snmp_trap]], …): for a single section the value New returned, for
+	// a Multi section a []any of them. Absent sections are absent.
+	Sections map[string]any
+}
+
+// Section is a top-level table that a component outside the core owns;
+// the loader decodes it as strictly as its own sections.
+type Section struct {
+	// New returns a pointer to a zero value to decode into.
+	New func() any
+	// Multi marks an array of tables ([[name]]).
+	Multi bool
 }
 
 // Agent is the [agent] section.
@@ -85,6 +98,8 @@ type Registries struct {
 	// DefaultSink is the sink type added when none is configured; empty
 	// means DefaultSinkType.
 	DefaultSink string
+	// Sections are the extra top-level tables, by name.
+	Sections map[string]Section
 }
 
 // Options tune loading.

@@ -239,3 +239,79 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+type nrpeSection struct {
+	Listen  string            `toml:"listen"`
+	Timeout Duration          `toml:"command_timeout"`
+	Command map[string]string `toml:"command"`
+}
+
+type trapSection struct {
+	Listen string `toml:"listen"`
+	User   []struct {
+		Name string `toml:"name"`
+	} `toml:"user"`
+}
+
+func sectionRegistries() Registries {
+	r := testRegistries()
+	r.Sections = map[string]Section{
+		"nrpe":      {New: func() any { return &nrpeSection{} }},
+		"snmp_trap": {New: func() any { return &trapSection{} }, Multi: true},
+	}
+	return r
+}
+
+func TestSections(t *testing.T) {
+	doc := `
+[nrpe]
+listen = "0.0.0.0:5666"
+command_timeout = "30s"
+[nrpe.command]
+check_load = "/usr/lib/nagios/plugins/check_load"
+
+[[snmp_trap]]
+listen = "127.0.0.1:1162"
+[[snmp_trap.user]]
+name = "ops"
+[[snmp_trap.user]]
+name = "net"
+
+[[snmp_trap]]
+listen = "127.0.0.1:1163"
+`
+	cfg, err := Parse("s.toml", []byte(doc), sectionRegistries(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Sections["nrpe"].(*nrpeSection)
+	if n.Listen != "0.0.0.0:5666" || n.Timeout.D() != 30*time.Second || n.Command["check_load"] == "" {
+		t.Errorf("nrpe: %+v", n)
+	}
+	traps := cfg.Sections["snmp_trap"].([]any)
+	if len(traps) != 2 || len(traps[0].(*trapSection).User) != 2 || traps[1].(*trapSection).Listen != "127.0.0.1:1163" {
+		t.Errorf("snmp_trap: %+v", traps)
+	}
+	if cfg.Fingerprints["section:nrpe"] == "" || cfg.Fingerprints["section:snmp_trap.1"] == "" {
+		t.Errorf("fingerprints: %v", cfg.Fingerprints)
+	}
+	// Without the registration the section is an unknown key.
+	if _, err := Parse("s.toml", []byte(doc), testRegistries(), testOptions()); err == nil || !strings.Contains(err.Error(), `unknown key "nrpe`) {
+		t.Errorf("unregistered section: %v", err)
+	}
+}
+
+func TestSectionErrors(t *testing.T) {
+	cases := map[string]string{
+		"[nrpe]\nlisten = 'x'\nlistn = 'y'\n":                         `s.toml:3: nrpe: unknown key "listn"`,
+		"[nrpe]\ncommand_timeout = 'soon'\n":                           `s.toml:2: nrpe: command_timeout: invalid duration "soon"`,
+		"[[snmp_trap]]\nlisten = 'a'\n[[snmp_trap]]\nlisten = 5\n":     `s.toml:4: snmp_trap #2: listen: cannot decode TOML integer`,
+		"[[snmp_trap]]\n[[snmp_trap.user]]\nname = 'a'\nbogus = 1\n":   `s.toml:4: snmp_trap #1: unknown key "user.bogus"`,
+	}
+	for doc, want := range cases {
+		_, err := Parse("s.toml", []byte(doc), sectionRegistries(), testOptions())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,7 +80,43 @@ type entry struct {
 }
 
 func (e *entry) where(key ...string) (string, int) {
-	return e.file, e.idx.line(append(append([]string{}, e.path...), key...)...)
+	full := append(append([]string{}, e.path...), key...)
+	if l, ok := e.idx[strings.Join(full, ".")]; ok || len(key) < 2 {
+		if ok {
+			return e.file, l
+		}
+		return e.file, e.idx.line(full...)
+	}
+	// Decode errors name keys inside arrays of tables without the element
+	// index ("user.bogus" for [[x.user]] bogus = …): match the index
+	// entries with their numeric segments removed, earliest line first.
+	prefix := strings.Join(e.path, ".") + "."
+	want := strings.Join(key, ".")
+	best := 0
+	for k, l := range e.idx {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || stripIndexes(rest) != want {
+			continue
+		}
+		if best == 0 || l < best {
+			best = l
+		}
+	}
+	if best > 0 {
+		return e.file, best
+	}
+	return e.file, e.idx.line(full...)
+}
+
+func stripIndexes(path string) string {
+	parts := strings.Split(path, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if _, err := strconv.Atoi(p); err != nil {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 type loader struct {
@@ -92,6 +129,7 @@ type loader struct {
 	sinks   []*entry
 	section map[string]string // section name -> "file:line" of its definition
 	where   map[string]*entry // section name -> its file and key index
+	extra   map[string][]*entry
 }
 
 // sectionErr reports a problem with key of a singleton section at the line
@@ -121,6 +159,7 @@ func Load(path string, reg Registries, opts *Options) (*Config, error) {
 		visited: map[string]bool{},
 		section: map[string]string{},
 		where:   map[string]*entry{},
+		extra:   map[string][]*entry{},
 	}
 	l.readFile(path, 0)
 	if len(l.errs) > 0 {
@@ -129,6 +168,7 @@ func Load(path string, reg Registries, opts *Options) (*Config, error) {
 	l.finishAgent()
 	l.decodeChecks()
 	l.decodeSinks()
+	l.decodeSections()
 	if err := l.errs.err(); err != nil {
 		return nil, err
 	}
@@ -139,7 +179,7 @@ func Load(path string, reg Registries, opts *Options) (*Config, error) {
 // CLI uses it for ad-hoc checks built from flags.
 func Parse(name string, data []byte, reg Registries, opts *Options) (*Config, error) {
 	l := &loader{reg: reg, opts: opts, cfg: &Config{Fingerprints: map[string]string{}},
-		visited: map[string]bool{}, section: map[string]string{}, where: map[string]*entry{}}
+		visited: map[string]bool{}, section: map[string]string{}, where: map[string]*entry{}, extra: map[string][]*entry{}}
 	dir, err := filepath.Abs(filepath.Dir(name))
 	if err != nil {
 		dir = filepath.Dir(name)
@@ -151,6 +191,7 @@ func Parse(name string, data []byte, reg Registries, opts *Options) (*Config, er
 	l.finishAgent()
 	l.decodeChecks()
 	l.decodeSinks()
+	l.decodeSections()
 	if err := l.errs.err(); err != nil {
 		return nil, err
 	}
@@ -191,11 +232,14 @@ func (l *loader) parseDoc(file, dir string, data []byte, depth int) {
 	var doc fileDoc
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
+	if err := l.withoutSections(dec.Decode(&doc)); err != nil {
 		l.addTOMLError(file, nil, nil, err)
 		return
 	}
 	idx := buildIndex(data)
+	if len(l.reg.Sections) > 0 {
+		l.collectSections(file, dir, idx, data)
+	}
 	l.setSection("agent", doc.Agent != nil, file, idx, func() { l.cfg.Agent = *doc.Agent })
 	l.setSection("defaults", doc.Defaults != nil, file, idx, func() { l.cfg.Defaults = *doc.Defaults })
 	l.setSection("nagios", doc.Nagios != nil, file, idx, func() { l.cfg.Nagios = *doc.Nagios })
@@ -207,6 +251,97 @@ func (l *loader) parseDoc(file, dir string, data []byte, depth int) {
 	}
 	for _, inc := range doc.Include {
 		l.include(file, filepath.Dir(file), idx.line("include"), inc, depth)
+	}
+}
+
+// withoutSections drops "unknown key" errors for registered sections, which
+// the core document does not describe.
+func (l *loader) withoutSections(err error) error {
+	var strict *toml.StrictMissingError
+	if len(l.reg.Sections) == 0 || !errors.As(err, &strict) {
+		return err
+	}
+	var keep []toml.DecodeError
+	for _, e := range strict.Errors {
+		if k := e.Key(); len(k) > 0 {
+			if _, ok := l.reg.Sections[k[0]]; ok {
+				continue
+			}
+		}
+		keep = append(keep, e)
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	strict.Errors = keep
+	return strict
+}
+
+// collectSections keeps the raw tables of registered sections; they are
+// decoded once every file is read.
+func (l *loader) collectSections(file, dir string, idx keyIndex, data []byte) {
+	var raw map[string]any
+	if err := toml.Unmarshal(data, &raw); err != nil {
+		return // already reported by the strict decode
+	}
+	for name, sec := range l.reg.Sections {
+		v, ok := raw[name]
+		if !ok {
+			continue
+		}
+		if sec.Multi {
+			list, ok := v.([]map[string]any)
+			if !ok {
+				if anyList, isList := v.([]any); isList {
+					for _, x := range anyList {
+						if m, isMap := x.(map[string]any); isMap {
+							list = append(list, m)
+						}
+					}
+					ok = len(list) == len(anyList)
+				}
+			}
+			if !ok {
+				l.errs.add(file, idx.line(name), "%s: want [[%s]] tables", name, name)
+				continue
+			}
+			for i, m := range list {
+				l.extra[name] = append(l.extra[name], &entry{file: file, dir: dir, idx: idx, path: []string{name, fmt.Sprint(i)}, m: m})
+			}
+			continue
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			l.errs.add(file, idx.line(name), "%s: want a [%s] table", name, name)
+			continue
+		}
+		l.setSection(name, true, file, idx, func() {
+			l.extra[name] = []*entry{{file: file, dir: dir, idx: idx, path: []string{name}, m: m}}
+		})
+	}
+}
+
+func (l *loader) decodeSections() {
+	for name, entries := range l.extra {
+		sec := l.reg.Sections[name]
+		var list []any
+		for _, e := range entries {
+			v := sec.New()
+			if !l.decodeInto(e, e.m, v, nil) {
+				continue
+			}
+			list = append(list, v)
+			fp, _ := toml.Marshal(e.m)
+			l.cfg.Fingerprints["section:"+strings.Join(e.path, ".")] = string(fp)
+		}
+		if l.cfg.Sections == nil {
+			l.cfg.Sections = map[string]any{}
+		}
+		if sec.Multi {
+			l.cfg.Sections[name] = list
+		} else if len(list) == 1 {
+			l.cfg.Sections[name] = list[0]
+		}
 	}
 }
 
@@ -293,6 +428,13 @@ func (l *loader) addDecodeError(file string, e *entry, prefix []string, de *toml
 
 // label names the table in messages: check "load", sink "pg".
 func (e *entry) label() string {
+	if e.path[0] != "check" && e.path[0] != "sink" {
+		if len(e.path) == 1 {
+			return e.path[0]
+		}
+		n, _ := strconv.Atoi(e.path[1])
+		return fmt.Sprintf("%s #%d", e.path[0], n+1)
+	}
 	name, _ := e.m["name"].(string)
 	if name == "" {
 		name, _ = e.m["type"].(string)

@@ -37,6 +37,8 @@ type Options struct {
 	OpenQueue QueueOpener
 	// OnResult observes every scheduled result (metrics).
 	OnResult func(*model.Result)
+	// Sources derives the configuration's sources (NRPE, SNMP traps, …).
+	Sources SourceBuilder
 }
 
 // Runtime is a running agent's checks and sinks.
@@ -48,6 +50,13 @@ type Runtime struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+
+	srcMu   sync.Mutex
+	sources map[string]runningSource
+	srcCtx  context.Context
+	// sources built by the last apply, started by Run or the reload
+	pendingSpecs []SourceSpec
+	pendingBuilt map[string]Source
 }
 
 // New loads and validates the configuration and builds the scheduler and
@@ -60,7 +69,8 @@ func New(opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{opts: opts, log: opts.Logger, pipe: pipeline.New(opts.Logger)}
+	rt := &Runtime{opts: opts, log: opts.Logger, pipe: pipeline.New(opts.Logger),
+		sources: map[string]runningSource{}, srcCtx: context.Background()}
 	rt.sched = scheduler.New(scheduler.Options{
 		Agent:           cfg.Agent.Name,
 		MaxConcurrency:  cfg.Agent.MaxConcurrency,
@@ -95,7 +105,12 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	cfg := rt.Config()
 	rt.log.Info("agent running", "agent", cfg.Agent.Name, "checks", len(cfg.Checks), "sinks", len(cfg.Sinks),
 		"config", rt.opts.ConfigPath)
+	if err := rt.startSources(); err != nil {
+		rt.pipe.Close()
+		return err
+	}
 	err := rt.sched.Run(ctx, cfg.Agent.Shutdown.D())
+	rt.closeSources()
 	rt.sched.Update(nil) // closes every runner
 	rt.pipe.Close()
 	rt.log.Info("agent stopped")
@@ -125,31 +140,68 @@ func (rt *Runtime) apply(cfg, old *config.Config) error {
 	if old != nil {
 		warnRestartOnly(rt.log, old, cfg)
 	}
+	var specs []SourceSpec
+	var built map[string]Source
+	if rt.opts.Sources != nil {
+		var err error
+		if specs, err = rt.opts.Sources(cfg); err != nil {
+			return err
+		}
+		if built, err = rt.buildSources(specs); err != nil {
+			return err
+		}
+	}
+	closeBuilt := func() {
+		for _, s := range built {
+			s.Close()
+		}
+	}
 	jobs, err := rt.prepareChecks(cfg)
 	if err != nil {
+		closeBuilt()
 		return err
 	}
 	outs, err := rt.buildOutputs(cfg, old)
 	if err != nil {
 		closeRunners(jobs)
+		closeBuilt()
 		return err
 	}
 	if err := os.MkdirAll(cfg.Agent.DataDir, 0o750); err != nil {
 		closeRunners(jobs)
 		closeSinks(outs)
+		closeBuilt()
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	if err := rt.pipe.SetOutputs(outs); err != nil {
 		closeRunners(jobs)
+		closeBuilt()
 		return err
 	}
 	rt.sched.Update(jobs)
 	rt.mu.Lock()
 	rt.cfg = cfg
 	rt.mu.Unlock()
+	rt.pendingSpecs, rt.pendingBuilt = specs, built
+	if old != nil {
+		// At start, sources start with Run; on reload they are swapped
+		// here. A source that fails to start does not undo the rest of the
+		// reload: its predecessor is restarted and the error reported.
+		if err := rt.startSources(); err != nil {
+			return fmt.Errorf("reload applied, but a source failed: %w", err)
+		}
+	}
 	return nil
 }
 
+func (rt *Runtime) startSources() error {
+	specs, built := rt.pendingSpecs, rt.pendingBuilt
+	rt.pendingSpecs, rt.pendingBuilt = nil, nil
+	if rt.opts.Sources == nil {
+		return nil
+	}
+	return rt.applySources(rt.srcCtx, specs, built)
+}
 func (rt *Runtime) prepareChecks(cfg *config.Config) ([]scheduler.Job, error) {
 	jobs := make([]scheduler.Job, 0, len(cfg.Checks))
 	var errs []error

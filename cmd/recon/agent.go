@@ -43,6 +43,7 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 		return exitUsage
 	}
 	w := wire(a, pre)
+	w.log = log
 	defer w.close()
 	rt, err := runtime.New(runtime.Options{
 		ConfigPath:  *cfgPath,
@@ -50,6 +51,7 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 		LoadOptions: &config.Options{Env: a.env},
 		Logger:      log,
 		OpenQueue:   w.openQueue,
+		Sources:     w.sources,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,4 +166,51 @@ fsync = "never"
 	if !strings.Contains(p.log(), "agent stopped") {
 		t.Error("no clean stop logged")
 	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// TestAgentServesNRPE: the real check_nrpe against the agent's NRPE
+// server; the served command is also stored as a result.
+func TestAgentServesNRPE(t *testing.T) {
+	checkNRPE := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_nrpe")
+	dummy := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_dummy")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.lp")
+	port := freePort(t)
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(`
+[agent]
+data_dir = "`+dir+`/data"
+[nrpe]
+listen = "127.0.0.1:`+port+`"
+[nrpe.command]
+check_warn = "`+dummy+` 1 'served by recon'"
+[[sink]]
+type = "lineproto"
+output = "file"
+path = "`+out+`"
+`), 0o644)
+	startAgent(t, cfgPath)
+	var got []byte
+	var code int
+	waitFor(t, "check_nrpe answered", 10*time.Second, func() bool {
+		cmd := exec.Command(checkNRPE, "-H", "127.0.0.1", "-p", port, "-c", "check_warn")
+		got, _ = cmd.Output()
+		code = cmd.ProcessState.ExitCode()
+		return code == 1
+	})
+	if strings.TrimSpace(string(got)) != "WARNING: served by recon" {
+		t.Errorf("check_nrpe said %q (exit %d)", got, code)
+	}
+	waitFor(t, "NRPE result stored", 10*time.Second, func() bool { return countLines(out, `nrpe:check_warn,`) >= 1 })
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/reconmon/recon/agent/runtime"
 	"github.com/reconmon/recon/agent/sink"
 	"github.com/reconmon/recon/compat/nagios"
+	"github.com/reconmon/recon/compat/nrpe"
 	"github.com/reconmon/recon/sinks/lineproto"
 )
 
@@ -17,6 +18,8 @@ import (
 type wiring struct {
 	registries config.Registries
 	openQueue  runtime.QueueOpener
+	nagios     *nagios.Type
+	log        *slog.Logger
 	closers    []func()
 }
 
@@ -47,9 +50,30 @@ func wire(a *app, cfg *config.Config) *wiring {
 		nt, _ = nagios.New(nagios.Options{MaxConcurrent: nopts.MaxConcurrent, OutputLimit: nopts.OutputLimit})
 	}
 	checks.Register("nagios", nt)
+	w.nagios = nt
+	w.log = slog.Default()
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 
-	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "lineproto"}
+	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "lineproto",
+		Sections: map[string]config.Section{
+			"nrpe": {New: func() any { return &nrpe.Config{} }},
+		}}
 	return w
+}
+
+// sources derives the configuration's sources.
+func (w *wiring) sources(cfg *config.Config) ([]runtime.SourceSpec, error) {
+	var specs []runtime.SourceSpec
+	if c, ok := cfg.Sections["nrpe"].(*nrpe.Config); ok {
+		agent := cfg.Agent.Name
+		specs = append(specs, runtime.SourceSpec{
+			Name:        "nrpe",
+			Fingerprint: cfg.Fingerprints["section:nrpe"] + "|" + agent,
+			Build: func(publish runtime.Publisher) (runtime.Source, error) {
+				return nrpe.New(*c, w.nagios, nrpe.Publisher(publish), agent, w.log)
+			},
+		})
+	}
+	return specs, nil
 }
