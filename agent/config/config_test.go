@@ -303,10 +303,10 @@ listen = "127.0.0.1:1163"
 
 func TestSectionErrors(t *testing.T) {
 	cases := map[string]string{
-		"[nrpe]\nlisten = 'x'\nlistn = 'y'\n":                         `s.toml:3: nrpe: unknown key "listn"`,
-		"[nrpe]\ncommand_timeout = 'soon'\n":                           `s.toml:2: nrpe: command_timeout: invalid duration "soon"`,
-		"[[snmp_trap]]\nlisten = 'a'\n[[snmp_trap]]\nlisten = 5\n":     `s.toml:4: snmp_trap #2: listen: cannot decode TOML integer`,
-		"[[snmp_trap]]\n[[snmp_trap.user]]\nname = 'a'\nbogus = 1\n":   `s.toml:4: snmp_trap #1: unknown key "user.bogus"`,
+		"[nrpe]\nlisten = 'x'\nlistn = 'y'\n":                        `s.toml:3: nrpe: unknown key "listn"`,
+		"[nrpe]\ncommand_timeout = 'soon'\n":                         `s.toml:2: nrpe: command_timeout: invalid duration "soon"`,
+		"[[snmp_trap]]\nlisten = 'a'\n[[snmp_trap]]\nlisten = 5\n":   `s.toml:4: snmp_trap #2: listen: cannot decode TOML integer`,
+		"[[snmp_trap]]\n[[snmp_trap.user]]\nname = 'a'\nbogus = 1\n": `s.toml:4: snmp_trap #1: unknown key "user.bogus"`,
 	}
 	for doc, want := range cases {
 		_, err := Parse("s.toml", []byte(doc), sectionRegistries(), testOptions())
