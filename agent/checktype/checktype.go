@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/reconmon/recon/agent/model"
 )
@@ -41,6 +42,15 @@ type Runner interface {
 // removed or replaced.
 type Closer interface {
 	Close() error
+}
+
+// Passive is implemented by runners of checks whose results arrive from
+// outside (Nagios passive checks). The scheduler never runs them on a
+// period; it runs them only when no result has been submitted for
+// Freshness (0: never), and the result they return then is the stale
+// result, as in Nagios freshness checking.
+type Passive interface {
+	Freshness() time.Duration
 }
 
 // Registry maps type names to Types. It is a value: build one, register the

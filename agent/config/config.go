@@ -20,6 +20,8 @@ type Config struct {
 	Defaults Defaults
 	Nagios   Nagios
 	Checks   []*model.Check
+	// Disabled are checks with enabled = false: validated, not scheduled.
+	Disabled []*model.Check
 	Sinks    []*sink.Spec
 	// Files lists every file read, main file first.
 	Files []string

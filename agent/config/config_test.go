@@ -79,8 +79,8 @@ func TestFullConfigValues(t *testing.T) {
 	if cfg.Agent.Name != "web1" || cfg.Agent.LogFormat != "json" || cfg.Agent.Concurrency["nagios"] != 8 {
 		t.Errorf("agent = %+v", cfg.Agent)
 	}
-	if len(cfg.Checks) != 2 {
-		t.Fatalf("want 2 enabled checks, got %d", len(cfg.Checks))
+	if len(cfg.Checks) != 2 || len(cfg.Disabled) != 1 || cfg.Disabled[0].Name != "off" {
+		t.Fatalf("want 2 enabled checks and 1 disabled, got %d and %d", len(cfg.Checks), len(cfg.Disabled))
 	}
 	disk, secret := cfg.Checks[0], cfg.Checks[1]
 	if disk.ID.String() != "0a4f3a0e-1111-4c2b-9a43-000000000001" {

@@ -552,9 +552,7 @@ func (l *loader) decodeChecks() {
 		}
 		file, line := e.where()
 		at := fmt.Sprintf("%s:%d", file, line)
-		if c.Enabled != nil && !*c.Enabled {
-			continue
-		}
+		disabled := c.Enabled != nil && !*c.Enabled
 		ok := true
 		fail := func(key, format string, args ...any) {
 			f, ln := e.where(key)
@@ -630,6 +628,12 @@ func (l *loader) decodeChecks() {
 			continue
 		}
 		chk.Settings = settings
+		if disabled {
+			// Validated like any check (a template must stay valid) but
+			// never scheduled.
+			l.cfg.Disabled = append(l.cfg.Disabled, chk)
+			continue
+		}
 		l.cfg.Checks = append(l.cfg.Checks, chk)
 		l.cfg.Fingerprints[chk.ID.String()] = fingerprint(chk, rest)
 	}

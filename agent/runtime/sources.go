@@ -7,6 +7,7 @@ import (
 
 	"github.com/reconmon/recon/agent/config"
 	"github.com/reconmon/recon/agent/model"
+	"github.com/reconmon/recon/agent/scheduler"
 )
 
 // Source pushes results that no schedule produced (SNMP traps, NRPE-served
@@ -29,7 +30,14 @@ type SourceSpec struct {
 	// running across reloads.
 	Fingerprint string
 	// Build creates the source without side effects.
-	Build func(publish Publisher) (Source, error)
+	Build func(env SourceEnv) (Source, error)
+}
+
+// SourceEnv is what a source may use.
+type SourceEnv struct {
+	Publish Publisher
+	// Scheduler takes passive results for configured checks.
+	Scheduler *scheduler.Scheduler
 }
 
 // SourceBuilder derives the sources of a configuration.
@@ -50,7 +58,7 @@ func (rt *Runtime) buildSources(specs []SourceSpec) (map[string]Source, error) {
 		if cur, ok := rt.sources[s.Name]; ok && cur.spec.Fingerprint == s.Fingerprint {
 			continue
 		}
-		src, err := s.Build(rt.pipe.Publish)
+		src, err := s.Build(rt.sourceEnv())
 		if err != nil {
 			for _, b := range built {
 				b.Close()
@@ -89,7 +97,7 @@ func (rt *Runtime) applySources(ctx context.Context, specs []SourceSpec, built m
 			if err := nw.Start(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 				rt.log.Error("new source failed to start; restarting the previous one", "source", name, "err", err)
-				if old, berr := cur.spec.Build(rt.pipe.Publish); berr == nil && old.Start(ctx) == nil {
+				if old, berr := cur.spec.Build(rt.sourceEnv()); berr == nil && old.Start(ctx) == nil {
 					rt.sources[name] = runningSource{spec: cur.spec, src: old}
 				}
 				continue
@@ -106,6 +114,10 @@ func (rt *Runtime) applySources(ctx context.Context, specs []SourceSpec, built m
 		rt.sources[name] = runningSource{spec: wanted[name], src: src}
 	}
 	return errors.Join(errs...)
+}
+
+func (rt *Runtime) sourceEnv() SourceEnv {
+	return SourceEnv{Publish: rt.pipe.Publish, Scheduler: rt.sched}
 }
 
 func (rt *Runtime) closeSources() {

@@ -67,6 +67,7 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	entries map[uuid.UUID]*entry
+	byName  map[string]uuid.UUID
 	queue   entryHeap
 	perType map[string]chan struct{}
 	wake    chan struct{}
@@ -90,6 +91,40 @@ type entry struct {
 	retired []checktype.Runner
 	runs    uint64
 	late    uint64
+	// passive checks are only run when stale (freshness > 0)
+	passive   bool
+	freshness time.Duration
+}
+
+func (e *entry) setRunner(r checktype.Runner) {
+	e.runner = r
+	e.passive, e.freshness = false, 0
+	if p, ok := r.(checktype.Passive); ok {
+		e.passive, e.freshness = true, p.Freshness()
+	}
+}
+
+// schedule sets the next run of e after now and fixes its place in the
+// queue; a passive check without freshness checking leaves the queue.
+func (s *Scheduler) schedule(e *entry, now time.Time) {
+	switch {
+	case e.removed:
+		return
+	case e.passive && e.freshness <= 0:
+		if e.index >= 0 {
+			heap.Remove(&s.queue, e.index)
+		}
+		return
+	case e.passive:
+		e.next = now.Add(e.freshness)
+	default:
+		e.next = nextSlot(e.check, now)
+	}
+	if e.index >= 0 {
+		heap.Fix(&s.queue, e.index)
+	} else {
+		heap.Push(&s.queue, e)
+	}
 }
 
 // New returns a scheduler with no jobs. It starts nothing.
@@ -105,6 +140,7 @@ func New(opts Options) *Scheduler {
 		log:     opts.Logger,
 		global:  make(chan struct{}, opts.MaxConcurrency),
 		entries: map[uuid.UUID]*entry{},
+		byName:  map[string]uuid.UUID{},
 		perType: map[string]chan struct{}{},
 		wake:    make(chan struct{}, 1),
 		runCtx:  context.Background(),
@@ -127,24 +163,25 @@ func (s *Scheduler) Update(jobs []Job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := make(map[uuid.UUID]bool, len(jobs))
+	s.byName = make(map[string]uuid.UUID, len(jobs))
 	for _, j := range jobs {
+		s.byName[j.Check.Name] = j.Check.ID
 		seen[j.Check.ID] = true
 		e, ok := s.entries[j.Check.ID]
 		if !ok {
-			e = &entry{check: j.Check, runner: j.Runner, index: -1}
-			e.next = firstRun(j.Check, now)
+			e = &entry{check: j.Check, index: -1}
+			e.setRunner(j.Runner)
 			s.entries[j.Check.ID] = e
-			heap.Push(&s.queue, e)
+			s.schedule(e, now)
 			continue
 		}
-		old := e.check
+		old, oldFresh, wasPassive := e.check, e.freshness, e.passive
 		e.retire(e.runner)
-		e.check, e.runner = j.Check, j.Runner
-		if old.Period != j.Check.Period || old.RetryPeriod != j.Check.RetryPeriod {
-			e.next = firstRun(j.Check, now)
-			if e.index >= 0 {
-				heap.Fix(&s.queue, e.index)
-			}
+		e.check = j.Check
+		e.setRunner(j.Runner)
+		if old.Period != j.Check.Period || old.RetryPeriod != j.Check.RetryPeriod ||
+			oldFresh != e.freshness || wasPassive != e.passive {
+			s.schedule(e, now)
 		}
 		if !e.running {
 			e.closeRetired(s.log)
@@ -216,10 +253,6 @@ func nextSlot(c *model.Check, now time.Time) time.Time {
 	return time.Unix(0, t)
 }
 
-// firstRun is the first slot after now; the splay spreads checks across
-// the period so that starting thousands of checks does not run them at once.
-func firstRun(c *model.Check, now time.Time) time.Time { return nextSlot(c, now) }
-
 // Run dispatches due checks until ctx is done, then lets in-flight runs
 // finish for at most grace before cancelling them, and returns when all
 // have returned.
@@ -272,13 +305,11 @@ func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
 			// The previous run is still going: skip this slot, count it.
 			e.late++
 			s.stats.late.Add(1)
-			e.next = nextSlot(e.check, now)
-			heap.Fix(&s.queue, 0)
+			s.schedule(e, now)
 			continue
 		}
 		e.running = true
-		e.next = nextSlot(e.check, now)
-		heap.Fix(&s.queue, 0)
+		s.schedule(e, now)
 		s.wg.Add(1)
 		go s.run(s.runCtx, e, e.runner, e.check, e.last)
 	}
@@ -325,7 +356,7 @@ func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *mo
 	s.mu.Lock()
 	e.st = e.st.next(res.Status, c.MaxAttempts)
 	res.StateType, res.Attempt = e.st.stateType, e.st.attempt
-	if e.st.retrying() && !e.removed {
+	if e.st.retrying() && !e.removed && !e.passive {
 		// Re-check soon, like Nagios's retry_interval.
 		if t := time.Now().Add(c.RetryPeriod); t.Before(e.next) {
 			e.next = t
@@ -431,6 +462,65 @@ func (s *Scheduler) RunNow(ctx context.Context, id uuid.UUID) (model.Result, err
 	case <-ctx.Done():
 		return model.Result{}, ctx.Err()
 	}
+}
+
+// ErrNotPassive is returned by Submit for a check that is not passive.
+var ErrNotPassive = errors.New("check does not accept passive results (type = \"passive\")")
+
+// Submit records an externally produced result for the passive check id:
+// it fills in the check's identity, applies the soft/hard state machine,
+// restarts the freshness timer and emits the result like a scheduled one.
+// The result's Time is kept when set (the submitter's timestamp).
+func (s *Scheduler) Submit(ctx context.Context, id uuid.UUID, res model.Result) (model.Result, error) {
+	s.mu.Lock()
+	e, ok := s.entries[id]
+	if !ok {
+		s.mu.Unlock()
+		return res, ErrNotFound
+	}
+	if !e.passive {
+		s.mu.Unlock()
+		return res, ErrNotPassive
+	}
+	c := e.check
+	if !res.Status.Valid() {
+		res.Status = model.Unknown
+	}
+	res.CheckID, res.Check, res.Type, res.Target, res.Agent = c.ID, c.Name, c.Type, c.Target, s.opts.Agent
+	if res.Time.IsZero() {
+		res.Time = time.Now()
+	}
+	if len(c.Tags) > 0 && res.Tags == nil {
+		res.Tags = c.Tags
+	}
+	e.st = e.st.next(res.Status, c.MaxAttempts)
+	res.StateType, res.Attempt = e.st.stateType, e.st.attempt
+	last := res
+	e.last = &last
+	e.runs++
+	s.schedule(e, time.Now())
+	s.mu.Unlock()
+	s.poke()
+	s.stats.runs.Add(1)
+	s.stats.byStatus[res.Status&3].Add(1)
+	if s.opts.Emit != nil {
+		if err := s.opts.Emit(ctx, res); err != nil {
+			s.stats.emitErrors.Add(1)
+			return res, fmt.Errorf("deliver passive result: %w", err)
+		}
+	}
+	if s.opts.OnResult != nil {
+		s.opts.OnResult(&res)
+	}
+	return res, nil
+}
+
+// Lookup finds a check by name.
+func (s *Scheduler) Lookup(name string) (uuid.UUID, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.byName[name]
+	return id, ok
 }
 
 // CheckState is a snapshot of one scheduled check for the API.

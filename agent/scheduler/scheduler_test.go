@@ -383,3 +383,51 @@ func BenchmarkSchedulerThroughput(b *testing.B) {
 	cancel()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "results/s")
 }
+
+type passiveRunner struct {
+	fresh time.Duration
+	runs  atomic.Int32
+}
+
+func (p *passiveRunner) Freshness() time.Duration { return p.fresh }
+func (p *passiveRunner) Run(context.Context, *model.Result) model.Result {
+	p.runs.Add(1)
+	return model.Result{Status: model.Unknown, Output: "stale"}
+}
+
+func TestPassiveSubmitAndFreshness(t *testing.T) {
+	var col collector
+	s := New(Options{Emit: col.emit, Agent: "a"})
+	c := check("passive", time.Minute)
+	c.MaxAttempts = 2
+	pr := &passiveRunner{fresh: 150 * time.Millisecond}
+	active := check("active", time.Hour)
+	s.Update([]Job{{Check: c, Runner: pr}, {Check: active, Runner: &closingRunner{}}})
+	start(t, s)
+	id, ok := s.Lookup("passive")
+	if !ok || id != c.ID {
+		t.Fatal("lookup by name")
+	}
+	// Results keep arriving faster than the freshness threshold: never stale.
+	for i := 0; i < 4; i++ {
+		if _, err := s.Submit(context.Background(), id, model.Result{Status: model.Critical, Output: "down"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pr.runs.Load() != 0 {
+		t.Errorf("fresh passive check was run %d times", pr.runs.Load())
+	}
+	rs := col.snapshot()
+	if len(rs) != 4 || rs[0].StateType != model.Soft || rs[1].StateType != model.Hard || rs[0].Check != "passive" || rs[0].Agent != "a" {
+		t.Errorf("submitted results: %+v", rs)
+	}
+	// Silence: the freshness check produces the stale result.
+	col.waitFor(t, 5, 5*time.Second)
+	if r := col.snapshot()[4]; r.Output != "stale" || r.Status != model.Unknown {
+		t.Errorf("stale result: %+v", r)
+	}
+	if _, err := s.Submit(context.Background(), active.ID, model.Result{}); err != ErrNotPassive {
+		t.Errorf("active check accepted a passive result: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/runtime"
 )
 
@@ -113,7 +114,7 @@ func cmdConfigCheck(_ context.Context, a *app, args []string) int {
 		return exitFailed
 	}
 	failed := false
-	for _, c := range cfg.Checks {
+	for _, c := range append(append([]*model.Check(nil), cfg.Checks...), cfg.Disabled...) {
 		typ, _ := w.registries.Checks.Lookup(c.Type)
 		r, err := typ.Prepare(c)
 		if err != nil {
@@ -126,6 +127,6 @@ func cmdConfigCheck(_ context.Context, a *app, args []string) int {
 	if failed {
 		return exitFailed
 	}
-	fmt.Fprintf(a.stdout, "%s: ok (%d checks, %d sinks, %d files)\n", *cfgPath, len(cfg.Checks), len(cfg.Sinks), len(cfg.Files))
+	fmt.Fprintf(a.stdout, "%s: ok (%d checks, %d disabled, %d sinks, %d files)\n", *cfgPath, len(cfg.Checks), len(cfg.Disabled), len(cfg.Sinks), len(cfg.Files))
 	return exitOK
 }

@@ -39,6 +39,7 @@ func commands() []command {
 		{"config", "config check -c FILE: validate a configuration", cmdConfig},
 		{"check", "check run: run checks once and print the results", cmdCheck},
 		{"version", "print version and build information", cmdVersion},
+		{"import", "import nagios FILES… | import nrpe FILE: translate Nagios/NRPE configuration", cmdImport},
 	}
 }
 

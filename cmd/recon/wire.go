@@ -10,6 +10,7 @@ import (
 	"github.com/reconmon/recon/agent/sink"
 	"github.com/reconmon/recon/compat/nagios"
 	"github.com/reconmon/recon/compat/nrpe"
+	"github.com/reconmon/recon/compat/passive"
 	"github.com/reconmon/recon/sinks/lineproto"
 )
 
@@ -50,6 +51,7 @@ func wire(a *app, cfg *config.Config) *wiring {
 		nt, _ = nagios.New(nagios.Options{MaxConcurrent: nopts.MaxConcurrent, OutputLimit: nopts.OutputLimit})
 	}
 	checks.Register("nagios", nt)
+	checks.Register("passive", passive.Type{})
 	w.nagios = nt
 	w.log = slog.Default()
 
@@ -57,7 +59,8 @@ func wire(a *app, cfg *config.Config) *wiring {
 
 	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "lineproto",
 		Sections: map[string]config.Section{
-			"nrpe": {New: func() any { return &nrpe.Config{} }},
+			"nrpe":    {New: func() any { return &nrpe.Config{} }},
+			"passive": {New: func() any { return &passive.Config{} }},
 		}}
 	return w
 }
@@ -70,8 +73,17 @@ func (w *wiring) sources(cfg *config.Config) ([]runtime.SourceSpec, error) {
 		specs = append(specs, runtime.SourceSpec{
 			Name:        "nrpe",
 			Fingerprint: cfg.Fingerprints["section:nrpe"] + "|" + agent,
-			Build: func(publish runtime.Publisher) (runtime.Source, error) {
-				return nrpe.New(*c, w.nagios, nrpe.Publisher(publish), agent, w.log)
+			Build: func(env runtime.SourceEnv) (runtime.Source, error) {
+				return nrpe.New(*c, w.nagios, nrpe.Publisher(env.Publish), agent, w.log)
+			},
+		})
+	}
+	if c, ok := cfg.Sections["passive"].(*passive.Config); ok {
+		specs = append(specs, runtime.SourceSpec{
+			Name:        "passive",
+			Fingerprint: cfg.Fingerprints["section:passive"],
+			Build: func(env runtime.SourceEnv) (runtime.Source, error) {
+				return passive.NewReceiver(*c, env.Scheduler, w.log)
 			},
 		})
 	}

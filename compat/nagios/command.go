@@ -21,9 +21,10 @@ type Macros struct {
 
 var macroRef = regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)?\$`)
 
-// Expand substitutes macros in s. "$$" is a literal "$". An unknown macro or
-// an undefined $USERn$ or $ARGn$ is an error: running a plugin with an empty
-// argument where a value was meant gives misleading results.
+// Expand substitutes macros in s. "$$" is a literal "$". An $ARGn$ beyond
+// the given args is empty, as in Nagios. An unknown macro or an undefined
+// $USERn$ is an error: it means a missing resource file or a typo, and
+// running the plugin without it would give misleading results.
 func (m *Macros) Expand(s string) (string, error) {
 	var firstErr error
 	out := macroRef.ReplaceAllStringFunc(s, func(ref string) string {
@@ -61,10 +62,12 @@ func (m *Macros) lookup(name string) (string, error) {
 	if n, ok := strings.CutPrefix(name, "ARG"); ok {
 		i, err := strconv.Atoi(n)
 		if err == nil && i >= 1 && i <= 32 {
+			// Nagios expands an $ARGn$ the check_command did not give to
+			// nothing; imported configurations rely on it.
 			if i <= len(m.Args) {
 				return m.Args[i-1], nil
 			}
-			return "", fmt.Errorf("$%s$ is used but the check has only %d args", name, len(m.Args))
+			return "", nil
 		}
 	}
 	return "", fmt.Errorf("unknown macro $%s$", name)
