@@ -209,6 +209,16 @@ func (p *Pipeline) Close() {
 	p.subs.closeAll()
 }
 
+// Sinks returns the sinks of the running outputs, in configuration order.
+func (p *Pipeline) Sinks() []sink.Sink {
+	ws := *p.workers.Load()
+	out := make([]sink.Sink, len(ws))
+	for i, w := range ws {
+		out[i] = w.out.Sink
+	}
+	return out
+}
+
 // OutputStats describes one output for /metrics and the API.
 type OutputStats struct {
 	Name, Type   string

@@ -21,6 +21,7 @@ import (
 	"github.com/reconmon/recon/agent/pipeline"
 	"github.com/reconmon/recon/agent/scheduler"
 	"github.com/reconmon/recon/agent/sink"
+	"github.com/reconmon/recon/agent/store"
 )
 
 // QueueOpener opens the durable queue of one sink in dir.
@@ -94,6 +95,17 @@ func (rt *Runtime) Config() *config.Config {
 
 // Scheduler returns the scheduler (for the API's run-now and check views).
 func (rt *Runtime) Scheduler() *scheduler.Scheduler { return rt.sched }
+
+// Store returns the first configured sink that can answer queries (the
+// sqlite or postgres trend store), or nil.
+func (rt *Runtime) Store() store.Store {
+	for _, s := range rt.pipe.Sinks() {
+		if st, ok := s.(store.Store); ok {
+			return st
+		}
+	}
+	return nil
+}
 
 // Pipeline returns the pipeline (for sources and live subscribers).
 func (rt *Runtime) Pipeline() *pipeline.Pipeline { return rt.pipe }

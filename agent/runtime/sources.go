@@ -130,3 +130,16 @@ func (rt *Runtime) closeSources() {
 		delete(rt.sources, name)
 	}
 }
+
+// SourceCounters returns the counters of running sources that report them.
+func (rt *Runtime) SourceCounters() map[string]map[string]uint64 {
+	rt.srcMu.Lock()
+	defer rt.srcMu.Unlock()
+	out := map[string]map[string]uint64{}
+	for name, s := range rt.sources {
+		if c, ok := s.src.(interface{ Counters() map[string]uint64 }); ok {
+			out[name] = c.Counters()
+		}
+	}
+	return out
+}

@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/reconmon/recon/agent/api"
 	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/metrics"
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/runtime"
+	"github.com/reconmon/recon/agent/stream"
 )
 
 func cmdAgent(ctx context.Context, a *app, args []string) int {
@@ -46,6 +50,7 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 	w := wire(a, pre)
 	w.log = log
 	defer w.close()
+	m := metrics.New()
 	rt, err := runtime.New(runtime.Options{
 		ConfigPath:  *cfgPath,
 		Registries:  w.registries,
@@ -53,11 +58,34 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 		Logger:      log,
 		OpenQueue:   w.openQueue,
 		Sources:     w.sources,
+		OnResult:    m.ObserveResult,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailed
 	}
+	cfg := rt.Config()
+	hub := stream.NewHub(rt.PrepareClone, cfg.Agent.Name, log)
+	defer hub.Close()
+	m.Attach(rt.Scheduler(), rt.Pipeline(), hub, rt)
+	srv, err := api.New(api.Options{
+		Listen: cfg.Agent.Listen, Token: cfg.Agent.Token, TLSCert: cfg.Agent.TLSCert, TLSKey: cfg.Agent.TLSKey,
+		Agent: cfg.Agent.Name, Runtime: rt, Scheduler: rt.Scheduler(), Streams: hub,
+		Store: rt.Store, Metrics: m.Handler(), UI: w.ui, Logger: log,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailed
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailed
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Close(sctx)
+	}()
 	if pre.DefaultSink {
 		log.Info("no [[sink]] configured: storing results in the embedded default store", "type", pre.Sinks[0].Type)
 	}

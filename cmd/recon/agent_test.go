@@ -190,6 +190,7 @@ func TestAgentServesNRPE(t *testing.T) {
 	cfgPath := filepath.Join(dir, "recon.toml")
 	os.WriteFile(cfgPath, []byte(`
 [agent]
+listen = "127.0.0.1:0"
 data_dir = "`+dir+`/data"
 [nrpe]
 listen = "127.0.0.1:`+port+`"

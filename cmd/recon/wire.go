@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/reconmon/recon/agent/checktype"
 	"github.com/reconmon/recon/agent/config"
@@ -21,6 +22,7 @@ type wiring struct {
 	openQueue  runtime.QueueOpener
 	nagios     *nagios.Type
 	log        *slog.Logger
+	ui         http.Handler
 	closers    []func()
 }
 

@@ -273,6 +273,14 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Counters reports the stats for /metrics.
+func (s *Server) Counters() map[string]uint64 {
+	st := s.Stats()
+	return map[string]uint64{"connections": st.Connections, "refused_host": st.RefusedHost, "refused_busy": st.RefusedBusy,
+		"bad_packets": st.BadPackets, "commands": st.Commands, "unknown_commands": st.UnknownCommands,
+		"arguments_refused": st.ArgsRefused, "timeouts": st.Timeouts}
+}
+
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	return Stats{s.stats.connections.Load(), s.stats.refusedHost.Load(), s.stats.refusedBusy.Load(),

@@ -204,6 +204,12 @@ func joinLines(a, b string) string {
 // Stats counts processed commands.
 type Stats struct{ Accepted, Rejected, UnknownCheck uint64 }
 
+// Counters reports the stats for /metrics.
+func (r *Receiver) Counters() map[string]uint64 {
+	st := r.Stats()
+	return map[string]uint64{"accepted": st.Accepted, "rejected": st.Rejected, "unknown_check": st.UnknownCheck}
+}
+
 func (r *Receiver) Stats() Stats {
 	return Stats{r.accepted.Load(), r.rejected.Load(), r.unknownCheck.Load()}
 }
