@@ -34,7 +34,7 @@ type fakeRuntime struct {
 }
 
 func (f *fakeRuntime) Config() *config.Config { return &config.Config{} }
-func (f *fakeRuntime) Reload() error         { f.reloads++; return f.reloadErr }
+func (f *fakeRuntime) Reload() error          { f.reloads++; return f.reloadErr }
 
 // env is a scheduler with one active and one passive check, a stream hub
 // preparing counted clones, and every emitted (stored) result recorded.
@@ -208,7 +208,10 @@ func TestPassiveResults(t *testing.T) {
 		rs[5].Status != model.Warning || !rs[5].Time.Equal(time.Unix(1700000000, 0)) {
 		t.Fatalf("stored: %+v", rs)
 	}
-	bad := []struct{ path, body, want string; code int }{
+	bad := []struct {
+		path, body, want string
+		code             int
+	}{
 		{"/api/v1/results", `{"check":"web","status":"OK"}`, "is not passive", 422},
 		{"/api/v1/results", `{"check":"nope","status":"OK"}`, `no check named \"nope\"`, 422},
 		{"/api/v1/results", `{"check":"backup","status":"SOMETIMES"}`, "invalid status", 422},
@@ -260,12 +263,12 @@ func TestSeries(t *testing.T) {
 		t.Errorf("range %v", d)
 	}
 	for q, want := range map[string]string{
-		"metric=v":                             "check is required",
-		"check=web":                            "metric is required",
-		"check=zzz&metric=v":                   `no check \"zzz\"`,
-		"check=web&metric=v&from=yesterday":    "from:",
-		"check=web&metric=v&from=now&to=-1h":   "from must be before to",
-		"check=web&metric=v&step=fast":         "step",
+		"metric=v":                           "check is required",
+		"check=web":                          "metric is required",
+		"check=zzz&metric=v":                 `no check \"zzz\"`,
+		"check=web&metric=v&from=yesterday":  "from:",
+		"check=web&metric=v&from=now&to=-1h": "from must be before to",
+		"check=web&metric=v&step=fast":       "step",
 	} {
 		code, body := do(t, "GET", ts.URL+"/api/v1/series?"+q, "", "")
 		if code != 400 || !strings.Contains(body, want) {

@@ -42,7 +42,7 @@ const (
 	// many records a damaged region can have held.
 	minFrameSize = frameHdrSize + 1 + 16 + 6 + 1 + 1 + 2 + 1 + 2
 
-	readChunk = 256 << 10
+	readChunk = 64 << 10 // the reader's buffer: small, as every sink has one
 
 	// maxSeqNum bounds sequence numbers (a million years at a million
 	// results a second) so arithmetic on them cannot overflow, whatever a
@@ -154,8 +154,8 @@ func (it *frameIter) window(off int64, n int, limit int64) ([]byte, error) {
 		return it.buf[off-it.off : min(end, limit)-it.off], nil
 	}
 	size := min(max(want, readChunk), limit-off)
-	if int64(cap(it.buf)) < size {
-		it.buf = make([]byte, size)
+	if int64(cap(it.buf)) < size || (cap(it.buf) > 4*readChunk && size <= readChunk) {
+		it.buf = make([]byte, size) // grow for a big frame, shrink back after it
 	}
 	it.buf = it.buf[:size]
 	got, err := it.f.ReadAt(it.buf, off)

@@ -243,9 +243,8 @@ func (s *Spool) readMore(want int) error {
 		if err != nil {
 			return fmt.Errorf("read %s at %d: %w", s.rd.seg.path, off, err)
 		}
-		if st == frameShort && !final {
-			return nil // the rest is still being written
-		}
+		// Even in the segment being written a short frame is damage: the
+		// limit only ever advances to the end of a completed write.
 		if st != frameOK || seq < s.rd.expect {
 			nextSeq := tailSeq
 			if next != nil {

@@ -170,6 +170,13 @@ func TestCorruptionIsQuarantinedAndCounted(t *testing.T) {
 			d.lost = []int{f.firsts[1] + 10}
 			return d
 		},
+		"length field in the segment being written": func(f corruptFixture) damage {
+			// A length pointing past the written data must not look like a
+			// frame still being written (the reader would wait forever).
+			d := flip(1, 20, 2)
+			d.lost = []int{f.firsts[1] + 20}
+			return d
+		},
 		"zeroed 4 KiB block": func(f corruptFixture) damage {
 			from, to := int64(8192), int64(12288)
 			var lost []int

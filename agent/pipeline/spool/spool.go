@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -237,7 +238,7 @@ func (s *Spool) load() error {
 		}
 		s.segs = append(s.segs, &segment{first: first, path: filepath.Join(s.dir, e.Name()), size: info.Size()})
 	}
-	slices.SortFunc(s.segs, func(a, b *segment) int { return cmpU64(a.first, b.first) })
+	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.first, b.first) })
 	for _, sg := range s.segs {
 		if err := checkVersion(sg.path); err != nil {
 			return err
@@ -288,16 +289,6 @@ func (s *Spool) load() error {
 		s.removeSegment(sg)
 	}
 	return s.positionReader(found)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func checkVersion(path string) error {
