@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -45,7 +46,7 @@ func (p *published) all() []model.Result {
 	return append([]model.Result(nil), p.rs...)
 }
 
-func startServer(t *testing.T, cfg Config) (*Server, *published) {
+func startServer(t testing.TB, cfg Config) (*Server, *published) {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -55,7 +56,7 @@ func startServer(t *testing.T, cfg Config) (*Server, *published) {
 		t.Fatal(err)
 	}
 	pub := &published{}
-	s, err := New(cfg, typ, pub.publish, "agent1", nil)
+	s, err := New(cfg, typ, pub.publish, "agent1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
