@@ -11,6 +11,11 @@ import (
 // ErrQueueClosed is returned by a Queue's methods after Close.
 var ErrQueueClosed = errors.New("queue closed")
 
+// ErrPermanent marks an Append error that retrying cannot fix (the result
+// itself is unacceptable to the queue); the pipeline dead-letters such
+// results instead of retrying forever.
+var ErrPermanent = errors.New("permanent queue error")
+
 // MemQueue is a volatile, unbounded-unless-limited Queue for one-shot runs
 // and tests. It does not survive a restart; agents use the spool.
 type MemQueue struct {

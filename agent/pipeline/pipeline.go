@@ -166,6 +166,19 @@ func (p *Pipeline) appendTo(ctx context.Context, w *worker, rs []model.Result) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("pipeline: append to %s: %w", w.out.Spec.Name, err)
 		}
+		if errors.Is(err, ErrPermanent) && w.out.DeadLetterDir != "" {
+			// The queue can never take these (e.g. one result too large
+			// for the spool): keep them in the dead-letter file instead
+			// of wedging every producer behind them.
+			for _, r := range rs {
+				if derr := appendDeadLetter(w.out.DeadLetterDir, r, err); derr != nil {
+					return fmt.Errorf("pipeline: append to %s: %w (dead letter: %v)", w.out.Spec.Name, err, derr)
+				}
+			}
+			w.deadLettered.Add(uint64(len(rs)))
+			p.log.Error("results rejected by the spool kept in the dead-letter file", "sink", w.out.Spec.Name, "err", err, "count", len(rs))
+			return nil
+		}
 		if errors.Is(err, ErrQueueClosed) {
 			// A reload replaced the output: append to its successor, or
 			// nowhere if the sink was removed from the configuration.
@@ -293,20 +306,36 @@ func (w *worker) loop(ctx context.Context) {
 	if size <= 0 {
 		size = 1000
 	}
+	backoff := minBackoff
 	for {
 		batch, err := w.queue.Peek(ctx, size)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, ErrQueueClosed) {
-				w.log.Error("read spool", "err", err)
+			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
+				return
 			}
-			return
+			// A read error may be transient (I/O): keep the sink
+			// draining rather than stall it until a reload.
+			w.log.Error("read spool; retrying", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = nextBackoff(backoff)
+			continue
 		}
+		backoff = minBackoff
 		if !w.deliver(ctx, batch) {
 			return
 		}
-		if err := w.queue.Commit(len(batch)); err != nil {
-			w.log.Error("commit spool", "err", err)
-			return
+		for {
+			err := w.queue.Commit(len(batch))
+			if err == nil || errors.Is(err, ErrQueueClosed) {
+				break
+			}
+			w.log.Error("commit spool; retrying", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = nextBackoff(backoff)
 		}
 	}
 }

@@ -36,5 +36,5 @@ type QueueStats struct {
 	Appended     uint64 // results appended since open
 	Committed    uint64 // results committed since open
 	BlockedWaits uint64 // Append calls that had to wait because the queue was full
-	Corrupt      uint64 // records found corrupt on open and moved aside
+	Corrupt      uint64 // records found corrupt (on open or while reading) and moved aside
 }

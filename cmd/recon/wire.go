@@ -7,6 +7,8 @@ import (
 
 	"github.com/reconmon/recon/agent/checktype"
 	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/pipeline"
+	"github.com/reconmon/recon/agent/pipeline/spool"
 	"github.com/reconmon/recon/agent/runtime"
 	"github.com/reconmon/recon/agent/sink"
 	"github.com/reconmon/recon/compat/nagios"
@@ -59,6 +61,10 @@ func wire(a *app, cfg *config.Config) *wiring {
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 
+	w.openQueue = func(dir string, spec *sink.Spec, log *slog.Logger) (pipeline.Queue, error) {
+		return spool.Open(dir, spool.Options{Fsync: spool.FsyncPolicy(spec.Fsync), FsyncInterval: spec.FsyncInterval,
+			MaxBytes: spec.MaxSpoolBytes, Logger: log})
+	}
 	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "lineproto",
 		Sections: map[string]config.Section{
 			"nrpe":    {New: func() any { return &nrpe.Config{} }},

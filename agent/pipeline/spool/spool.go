@@ -458,7 +458,7 @@ func (s *Spool) Append(ctx context.Context, rs []model.Result) error {
 		n := len(buf) - start - frameHdrSize
 		if n > MaxRecordSize {
 			s.putBuf(bp, buf)
-			return fmt.Errorf("spool: append result of check %q: %d bytes: %w", rs[i].Check, n, ErrTooLarge)
+			return fmt.Errorf("spool: append result of check %q: %d bytes: %w: %w", rs[i].Check, n, ErrTooLarge, pipeline.ErrPermanent)
 		}
 		binary.LittleEndian.PutUint32(buf[start:], uint32(n))
 	}
