@@ -689,7 +689,7 @@ func (l *loader) decodeSinks() {
 			continue
 		}
 		names[c.Name] = fmt.Sprintf("%s:%d", file, line)
-		spec := &sink.Spec{Name: c.Name, Type: c.Type, Source: names[c.Name], BatchSize: DefaultBatchSize, Fsync: "always"}
+		spec := &sink.Spec{Name: c.Name, Type: c.Type, Source: names[c.Name], Dir: e.dir, BatchSize: DefaultBatchSize, Fsync: "always"}
 		if c.BatchSize != nil {
 			spec.BatchSize = *c.BatchSize
 			if spec.BatchSize < 1 {

@@ -77,6 +77,7 @@ var (
 	dDead        = prometheus.NewDesc("recon_sink_dead_lettered_total", "Results a sink rejected permanently, kept in its dead-letter file.", []string{"sink", "type"}, nil)
 	dConnected   = prometheus.NewDesc("recon_sink_connected", "1 when the sink's last write succeeded.", []string{"sink", "type"}, nil)
 	dSource      = prometheus.NewDesc("recon_source_events_total", "Source counters (traps received/dropped, NRPE commands, passive results…).", []string{"source", "event"}, nil)
+	dSinkEvents  = prometheus.NewDesc("recon_sink_stat", "Sink-specific figures (alerter: alerts firing, notifications delivered, failures, outbox…).", []string{"sink", "stat"}, nil)
 	dClones      = prometheus.NewDesc("recon_stream_clones", "Check clones running for temporal streams.", nil, nil)
 	dWatchers    = prometheus.NewDesc("recon_stream_watchers", "Temporal stream watchers.", nil, nil)
 	dCloneRuns   = prometheus.NewDesc("recon_stream_clone_runs_total", "Runs of check clones.", nil, nil)
@@ -85,7 +86,7 @@ var (
 
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dChecks, dRuns, dLate, dEmitErr, dLag, dDepth, dBytes, dBlocked, dCorrupt,
-		dWritten, dWriteErr, dAppendErr, dDead, dConnected, dSource, dClones, dWatchers, dCloneRuns, dDropWatcher} {
+		dWritten, dWriteErr, dAppendErr, dDead, dConnected, dSource, dSinkEvents, dClones, dWatchers, dCloneRuns, dDropWatcher} {
 		ch <- d
 	}
 }
@@ -128,6 +129,16 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				c = 1
 			}
 			gauge(dConnected, c, o.Name, o.Type)
+		}
+	}
+	if m.pipe != nil {
+		for i, sk := range m.pipe.Sinks() {
+			if c, ok := sk.(interface{ Counters() map[string]uint64 }); ok {
+				name := m.pipe.Stats()[i].Name
+				for ev, v := range c.Counters() {
+					gauge(dSinkEvents, float64(v), name, ev)
+				}
+			}
 		}
 	}
 	if m.sources != nil {

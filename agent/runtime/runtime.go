@@ -194,14 +194,28 @@ func (rt *Runtime) apply(cfg, old *config.Config) error {
 	rt.mu.Lock()
 	rt.cfg = cfg
 	rt.mu.Unlock()
+	var reloadErrs []error
+	if old != nil {
+		// Unchanged sinks re-read their own files (alert rules).
+		for _, s := range rt.pipe.Sinks() {
+			if r, ok := s.(sink.Reloader); ok {
+				if err := r.Reload(); err != nil {
+					reloadErrs = append(reloadErrs, err)
+				}
+			}
+		}
+	}
 	rt.pendingSpecs, rt.pendingBuilt = specs, built
 	if old != nil {
 		// At start, sources start with Run; on reload they are swapped
 		// here. A source that fails to start does not undo the rest of the
 		// reload: its predecessor is restarted and the error reported.
 		if err := rt.startSources(); err != nil {
-			return fmt.Errorf("reload applied, but a source failed: %w", err)
+			reloadErrs = append(reloadErrs, fmt.Errorf("a source failed: %w", err))
 		}
+	}
+	if len(reloadErrs) > 0 {
+		return fmt.Errorf("reload applied, but: %w", errors.Join(reloadErrs...))
 	}
 	return nil
 }
@@ -253,7 +267,7 @@ func (rt *Runtime) buildOutputs(cfg, old *config.Config) ([]pipeline.Output, err
 			return nil, fmt.Errorf("%s: unknown sink type %q", spec.Source, spec.Type)
 		}
 		log := rt.log.With("sink", spec.Name)
-		s, err := typ.New(spec, sink.Env{Agent: cfg.Agent.Name, DataDir: cfg.Agent.DataDir, Logger: log})
+		s, err := typ.New(spec, sink.Env{Agent: cfg.Agent.Name, DataDir: cfg.Agent.DataDir, Logger: log, Store: rt.Store})
 		if err != nil {
 			closeSinks(outs)
 			return nil, fmt.Errorf("%s: sink %q: %w", spec.Source, spec.Name, err)

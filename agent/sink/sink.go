@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reconmon/recon/agent/model"
+	"github.com/reconmon/recon/agent/store"
 )
 
 // Sink writes batches of results somewhere.
@@ -50,6 +51,9 @@ type Spec struct {
 	Type     string
 	Settings any // what the Type's NewSettings returned, decoded
 	Source   string
+	// Dir is the directory of the defining file; relative paths in
+	// Settings resolve against it.
+	Dir string
 	// BatchSize is the most results handed to one WriteBatch.
 	BatchSize int
 	// MaxSpoolBytes bounds the on-disk spool; when full, producers block
@@ -67,6 +71,16 @@ type Env struct {
 	Agent   string // this agent's name
 	DataDir string // the sink may keep files under DataDir/<sink name>
 	Logger  *slog.Logger
+	// Store returns the agent's queryable trend store (nil if none); the
+	// alerter records alert transitions there.
+	Store func() store.Store
+}
+
+// Reloader is implemented by sinks that re-read files of their own (alert
+// rules) on SIGHUP when their configuration is otherwise unchanged. An
+// error keeps the previous files in effect.
+type Reloader interface {
+	Reload() error
 }
 
 // Type is one kind of sink.

@@ -71,7 +71,7 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 	srv, err := api.New(api.Options{
 		Listen: cfg.Agent.Listen, Token: cfg.Agent.Token, TLSCert: cfg.Agent.TLSCert, TLSKey: cfg.Agent.TLSKey,
 		Agent: cfg.Agent.Name, Runtime: rt, Scheduler: rt.Scheduler(), Streams: hub,
-		Store: rt.Store, Metrics: m.Handler(), UI: w.ui, Logger: log,
+		Store: rt.Store, Metrics: m.Handler(), UI: w.ui, Logger: log, Alerts: alertsHandler(rt),
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,4 +217,86 @@ path = "`+out+`"
 		t.Errorf("check_nrpe said %q (exit %d)", got, code)
 	}
 	waitFor(t, "NRPE result stored", 10*time.Second, func() bool { return countLines(out, `nrpe:check_warn,`) >= 1 })
+}
+
+// TestAgentAlertsEndToEnd: the real agent, a check_dummy whose exit code the
+// test flips, the built-in Nagios rule, a webhook and an exec notifier:
+// exactly one PROBLEM and one RECOVERY, in order.
+func TestAgentAlertsEndToEnd(t *testing.T) {
+	dummy := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_dummy")
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.WriteFile(state, []byte("0"), 0o644)
+	var mu sync.Mutex
+	var got []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Notifications []map[string]any `json:"notifications"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		mu.Lock()
+		got = append(got, p.Notifications...)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	envOut := filepath.Join(dir, "nagios-env.txt")
+	script := filepath.Join(dir, "notify.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$NAGIOS_NOTIFICATIONTYPE $NAGIOS_SERVICEDESC $NAGIOS_SERVICESTATE $NAGIOS_SERVICEOUTPUT\" >> "+envOut+"\n"), 0o755)
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(`
+[agent]
+listen = "127.0.0.1:0"
+data_dir = "`+dir+`/data"
+[[check]]
+name = "flip"
+type = "nagios"
+shell = true
+command = "`+dummy+` $(cat `+state+`) flipped"
+period = "200ms"
+max_attempts = 2
+retry_period = "100ms"
+[[sink]]
+type = "alerter"
+group_wait = "100ms"
+[[sink.notifier]]
+name = "hook"
+type = "webhook"
+url = "`+srv.URL+`"
+[[sink.notifier]]
+name = "script"
+type = "exec"
+command = "`+script+`"
+`), 0o644)
+	startAgent(t, cfgPath)
+	notes := func() []map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]map[string]any(nil), got...)
+	}
+	time.Sleep(time.Second) // healthy for a while: nothing is sent
+	if n := len(notes()); n != 0 {
+		t.Fatalf("notifications while OK: %v", notes())
+	}
+	os.WriteFile(state, []byte("2"), 0o644)
+	waitFor(t, "PROBLEM", 15*time.Second, func() bool { return len(notes()) >= 1 })
+	time.Sleep(time.Second) // still CRITICAL: no repeat, no duplicate
+	os.WriteFile(state, []byte("0"), 0o644)
+	waitFor(t, "RECOVERY", 15*time.Second, func() bool { return len(notes()) >= 2 })
+	time.Sleep(time.Second)
+	ns := notes()
+	if len(ns) != 2 {
+		t.Fatalf("want exactly 2 notifications, got %d: %v", len(ns), ns)
+	}
+	if ns[0]["type"] != "PROBLEM" || ns[0]["status"] != "CRITICAL" || ns[0]["check"] != "flip" || ns[0]["state_type"] != "HARD" ||
+		ns[0]["output"] != "CRITICAL: flipped" || ns[1]["type"] != "RECOVERY" || ns[1]["status"] != "OK" {
+		t.Errorf("payloads: %v", ns)
+	}
+	waitFor(t, "exec notifier ran twice", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(envOut)
+		return strings.Count(string(b), "\n") == 2
+	})
+	b, _ := os.ReadFile(envOut)
+	if want := "PROBLEM flip CRITICAL CRITICAL: flipped\nRECOVERY flip OK OK: flipped\n"; string(b) != want {
+		t.Errorf("exec notifier saw:\n%s\nwant:\n%s", b, want)
+	}
 }

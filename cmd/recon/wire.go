@@ -14,6 +14,7 @@ import (
 	"github.com/reconmon/recon/compat/nagios"
 	"github.com/reconmon/recon/compat/nrpe"
 	"github.com/reconmon/recon/compat/passive"
+	"github.com/reconmon/recon/sinks/alerter"
 	"github.com/reconmon/recon/sinks/lineproto"
 )
 
@@ -60,6 +61,7 @@ func wire(a *app, cfg *config.Config) *wiring {
 	w.log = slog.Default()
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
+	sinks.Register("alerter", alerter.Type{})
 
 	w.openQueue = func(dir string, spec *sink.Spec, log *slog.Logger) (pipeline.Queue, error) {
 		return spool.Open(dir, spool.Options{Fsync: spool.FsyncPolicy(spec.Fsync), FsyncInterval: spec.FsyncInterval,
@@ -96,4 +98,20 @@ func (w *wiring) sources(cfg *config.Config) ([]runtime.SourceSpec, error) {
 		})
 	}
 	return specs, nil
+}
+
+// alertsHandler serves the alerts and silences endpoints from the running
+// alerter sink, if one is configured.
+func alertsHandler(rt *runtime.Runtime) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, s := range rt.Pipeline().Sinks() {
+			if a, ok := s.(*alerter.Sink); ok {
+				a.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"error":"no alerter is configured (add a [[sink]] with type = \"alerter\")"}`)
+	})
 }
