@@ -49,16 +49,25 @@ type Section struct {
 
 // Agent is the [agent] section.
 type Agent struct {
-	Name      string   `toml:"name"`
-	Listen    string   `toml:"listen"`
-	DataDir   string   `toml:"data_dir"`
-	LogLevel  string   `toml:"log_level"`
-	LogFormat string   `toml:"log_format"`
-	Token     string   `toml:"token"`
-	TLSCert   string   `toml:"tls_cert"`
-	TLSKey    string   `toml:"tls_key"`
-	Shutdown  Duration `toml:"shutdown_grace"`
-	// MaxConcurrency caps checks running at once across all types; 0 = auto.
+	// Name of this agent in results and check IDs (default: the host name).
+	Name string `toml:"name"`
+	// Listen is the HTTP API and web UI address (default 127.0.0.1:43919); any non-loopback address requires token.
+	Listen string `toml:"listen"`
+	// DataDir holds spools, the embedded store and alerter state (default "data", relative to the working directory).
+	DataDir string `toml:"data_dir"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `toml:"log_level"`
+	// LogFormat is text (default) or json.
+	LogFormat string `toml:"log_format"`
+	// Token is the bearer token the API requires (on everything but /healthz).
+	Token string `toml:"token"`
+	// TLSCert is a PEM certificate; with tls_key the API serves HTTPS.
+	TLSCert string `toml:"tls_cert"`
+	// TLSKey is the PEM key of tls_cert.
+	TLSKey string `toml:"tls_key"`
+	// Shutdown is how long in-flight checks may finish on stop (default 10s).
+	Shutdown Duration `toml:"shutdown_grace"`
+	// MaxConcurrency caps checks running at once across all types (0 = 512).
 	MaxConcurrency int `toml:"max_concurrency"`
 	// Concurrency caps checks running at once per check type.
 	Concurrency map[string]int `toml:"concurrency"`
@@ -66,17 +75,24 @@ type Agent struct {
 
 // Defaults is the [defaults] section: values for checks that omit them.
 type Defaults struct {
-	Period      Duration `toml:"period"`
-	Timeout     Duration `toml:"timeout"`
-	MaxAttempts int      `toml:"max_attempts"`
+	// Period between runs (default 1m).
+	Period Duration `toml:"period"`
+	// Timeout of a run (default 10s, capped at the check's period).
+	Timeout Duration `toml:"timeout"`
+	// MaxAttempts is Nagios's max_check_attempts: non-OK results are SOFT until this many in a row (default 3).
+	MaxAttempts int `toml:"max_attempts"`
+	// RetryPeriod is Nagios's retry_interval, used while SOFT (default 30s, capped at the period).
 	RetryPeriod Duration `toml:"retry_period"`
 }
 
 // Nagios is the [nagios] section: options of the plugin runner.
 type Nagios struct {
-	ResourceFile  string `toml:"resource_file"`
-	MaxConcurrent int    `toml:"max_concurrent"`
-	OutputLimit   int    `toml:"output_limit"`
+	// ResourceFile is a Nagios resource.cfg defining $USER1$…$USER256$.
+	ResourceFile string `toml:"resource_file"`
+	// MaxConcurrent caps plugin processes at once, NRPE included (0 = no extra cap).
+	MaxConcurrent int `toml:"max_concurrent"`
+	// OutputLimit is the bytes kept of each of stdout and stderr (default 65536); truncation is noted.
+	OutputLimit int `toml:"output_limit"`
 }
 
 // Built-in defaults, documented in configs/recon.toml.

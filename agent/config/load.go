@@ -34,26 +34,43 @@ type fileDoc struct {
 
 // checkCommon holds the keys every check has; pointers tell "unset" from zero.
 type checkCommon struct {
-	Name        string            `toml:"name"`
-	ID          string            `toml:"id"`
-	Type        string            `toml:"type"`
-	Target      string            `toml:"target"`
-	Period      *Duration         `toml:"period"`
-	Timeout     *Duration         `toml:"timeout"`
-	MaxAttempts *int              `toml:"max_attempts"`
-	RetryPeriod *Duration         `toml:"retry_period"`
-	Tags        map[string]string `toml:"tags"`
-	Enabled     *bool             `toml:"enabled"`
+	// Name is unique among checks (required).
+	Name string `toml:"name"`
+	// ID is a UUID; default UUIDv5 of the agent and check name, stable across restarts.
+	ID string `toml:"id"`
+	// Type is nagios, lua, plugin, snmp, passive, … (required).
+	Type string `toml:"type"`
+	// Target is the host or address checked ($HOSTADDRESS$).
+	Target string `toml:"target"`
+	// Period between runs (default from [defaults]).
+	Period *Duration `toml:"period"`
+	// Timeout of a run; at most the period (runs never overlap).
+	Timeout *Duration `toml:"timeout"`
+	// MaxAttempts before a non-OK state turns HARD.
+	MaxAttempts *int `toml:"max_attempts"`
+	// RetryPeriod between runs while SOFT.
+	RetryPeriod *Duration `toml:"retry_period"`
+	// Tags are added to every result (labels for stores and alerts).
+	Tags map[string]string `toml:"tags"`
+	// Enabled = false keeps a validated definition without scheduling it (default true).
+	Enabled *bool `toml:"enabled"`
 }
 
 type sinkCommon struct {
-	Name          string    `toml:"name"`
-	Type          string    `toml:"type"`
-	BatchSize     *int      `toml:"batch_size"`
-	MaxSpoolBytes *int64    `toml:"max_spool_bytes"`
-	Fsync         string    `toml:"fsync"`
+	// Name is unique among sinks and names the spool directory (default: the type).
+	Name string `toml:"name"`
+	// Type is sqlite, postgres, lineproto, alerter, nats, plugin (required).
+	Type string `toml:"type"`
+	// BatchSize is the most results per write (default 1000).
+	BatchSize *int `toml:"batch_size"`
+	// MaxSpoolBytes bounds the spool on disk; when full, producers wait (default 0: bounded by free disk).
+	MaxSpoolBytes *int64 `toml:"max_spool_bytes"`
+	// Fsync is the spool's durability: always (default; acknowledged = on disk), interval or never.
+	Fsync string `toml:"fsync"`
+	// FsyncInterval applies to fsync = "interval" (default 1s).
 	FsyncInterval *Duration `toml:"fsync_interval"`
-	Enabled       *bool     `toml:"enabled"`
+	// Enabled = false skips the sink; its spool stays on disk.
+	Enabled *bool `toml:"enabled"`
 }
 
 var (

@@ -47,21 +47,32 @@ const maxArgs = 16
 
 // Config is the [nrpe] section.
 type Config struct {
-	Listen         string   `toml:"listen"`
-	AllowedHosts   []string `toml:"allowed_hosts"`
-	AllowArguments bool     `toml:"allow_arguments"`
-	NastyMetachars *string  `toml:"nasty_metachars"`
-	// TLS is "auto" (TLS and plaintext on one port, told apart by the first
-	// byte), "required" or "off".
-	TLS               string            `toml:"tls"`
-	TLSCert           string            `toml:"tls_cert"`
-	TLSKey            string            `toml:"tls_key"`
-	TLSClientCA       string            `toml:"tls_client_ca"`
-	CommandTimeout    config.Duration   `toml:"command_timeout"`
-	ConnectionTimeout config.Duration   `toml:"connection_timeout"`
-	MaxConnections    int               `toml:"max_connections"`
-	CommandPrefix     string            `toml:"command_prefix"`
-	Command           map[string]string `toml:"command"`
+	// Listen address (default 0.0.0.0:5666).
+	Listen string `toml:"listen"`
+	// AllowedHosts are client addresses or CIDRs (default 127.0.0.1 and ::1).
+	AllowedHosts []string `toml:"allowed_hosts"`
+	// AllowArguments lets check_nrpe -a fill $ARGn$ (nrpe's dont_blame_nrpe; default false).
+	AllowArguments bool `toml:"allow_arguments"`
+	// NastyMetachars are refused in requests (default nrpe's |`&><'\[]{}; and newlines).
+	NastyMetachars *string `toml:"nasty_metachars"`
+	// TLS is "auto" (TLS and plaintext on one port, told apart by the first byte; default), "required" or "off".
+	TLS string `toml:"tls"`
+	// TLSCert is the server certificate (default: an ephemeral self-signed one, like nrpe's anonymous mode).
+	TLSCert string `toml:"tls_cert"`
+	// TLSKey is the key of tls_cert.
+	TLSKey string `toml:"tls_key"`
+	// TLSClientCA makes client certificates mandatory, verified against this CA bundle.
+	TLSClientCA string `toml:"tls_client_ca"`
+	// CommandTimeout kills a command's process group (default 60s).
+	CommandTimeout config.Duration `toml:"command_timeout"`
+	// ConnectionTimeout bounds a whole connection (default 300s).
+	ConnectionTimeout config.Duration `toml:"connection_timeout"`
+	// MaxConnections served at once; more are refused and counted (default 256).
+	MaxConnections int `toml:"max_connections"`
+	// CommandPrefix is prepended to every command line.
+	CommandPrefix string `toml:"command_prefix"`
+	// Command maps command names to command lines ([nrpe.command] table).
+	Command map[string]string `toml:"command"`
 }
 
 // Defaults fills unset fields with nrpe's defaults.

@@ -26,25 +26,37 @@ import (
 
 // NotifierConfig is one [[notifier]] of the alerter sink.
 type NotifierConfig struct {
-	Name    string          `toml:"name"`
-	Type    string          `toml:"type"` // webhook | exec | smtp | log
+	// Name referenced by rules' notify (required).
+	Name string `toml:"name"`
+	// Type is webhook, exec, smtp or log.
+	Type string `toml:"type"`
+	// Timeout of one delivery (default 30s).
 	Timeout config.Duration `toml:"timeout"`
-	// webhook
-	URL     string            `toml:"url"`
-	Secret  string            `toml:"secret"` // HMAC-SHA256 key for X-Recon-Signature
+	// URL of the webhook (POST, JSON).
+	URL string `toml:"url"`
+	// Secret signs webhook bodies: X-Recon-Signature: sha256=HMAC.
+	Secret string `toml:"secret"`
+	// Headers are added to webhook requests.
 	Headers map[string]string `toml:"headers"`
-	// exec
-	Command string            `toml:"command"`
-	Shell   bool              `toml:"shell"`
-	Env     map[string]string `toml:"env"`
-	// smtp
-	SMTP     string   `toml:"smtp"` // host:port
-	From     string   `toml:"from"`
-	To       []string `toml:"to"`
-	Username string   `toml:"username"`
-	Password string   `toml:"password"`
-	// Contact fills $CONTACTNAME$/$CONTACTEMAIL$ for exec scripts.
-	Contact      string `toml:"contact"`
+	// Command is the exec notifier's script, run with NAGIOS_* variables.
+	Command string `toml:"command"`
+	// Shell runs command with /bin/sh -c.
+	Shell bool `toml:"shell"`
+	// Env adds variables for the exec notifier.
+	Env map[string]string `toml:"env"`
+	// SMTP is the mail server host:port (STARTTLS when offered).
+	SMTP string `toml:"smtp"`
+	// From is the sender address.
+	From string `toml:"from"`
+	// To are the recipients.
+	To []string `toml:"to"`
+	// Username for SMTP AUTH PLAIN.
+	Username string `toml:"username"`
+	// Password for SMTP AUTH PLAIN.
+	Password string `toml:"password"`
+	// Contact fills NAGIOS_CONTACTNAME for exec scripts.
+	Contact string `toml:"contact"`
+	// ContactEmail fills NAGIOS_CONTACTEMAIL for exec scripts.
 	ContactEmail string `toml:"contact_email"`
 }
 

@@ -40,9 +40,11 @@ type Settings struct {
 	GroupWait config.Duration `toml:"group_wait"`
 	// HostInhibitsServices: a firing host check (tag kind = "host")
 	// inhibits the alerts of checks with the same "host" tag (default true).
-	HostInhibitsServices *bool            `toml:"host_inhibits_services"`
-	Inhibit              []Inhibit        `toml:"inhibit"`
-	Notifier             []NotifierConfig `toml:"notifier"`
+	HostInhibitsServices *bool `toml:"host_inhibits_services"`
+	// Inhibit lists more inhibitions: {source = labels, target = labels, equal = [label names]}.
+	Inhibit []Inhibit `toml:"inhibit"`
+	// Notifier defines the notifiers ([[sink.notifier]] tables, below).
+	Notifier []NotifierConfig `toml:"notifier"`
 }
 
 // Type is the alerter sink type.

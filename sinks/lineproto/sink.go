@@ -24,14 +24,22 @@ import (
 
 // Settings are the keys of a sink with type = "lineproto".
 type Settings struct {
-	Output     string            `toml:"output"` // stdout | file | http
-	Path       string            `toml:"path"`
-	URL        string            `toml:"url"`
-	Token      string            `toml:"token"`
-	AuthScheme string            `toml:"auth_scheme"` // "Token" (InfluxDB 2) or "Bearer"
-	Headers    map[string]string `toml:"headers"`
-	Timeout    config.Duration   `toml:"timeout"`
-	Gzip       bool              `toml:"gzip"`
+	// Output is stdout (default), file or http.
+	Output string `toml:"output"`
+	// Path of the file (appended, fsynced per batch), relative to data_dir.
+	Path string `toml:"path"`
+	// URL of an InfluxDB-compatible write endpoint (/write?db= or /api/v2/write?org=&bucket=).
+	URL string `toml:"url"`
+	// Token is sent as "Authorization: <auth_scheme> <token>"; never logged.
+	Token string `toml:"token"`
+	// AuthScheme is Token (InfluxDB 2, default) or Bearer.
+	AuthScheme string `toml:"auth_scheme"`
+	// Headers are added to every request.
+	Headers map[string]string `toml:"headers"`
+	// Timeout of a request (default 10s).
+	Timeout config.Duration `toml:"timeout"`
+	// Gzip compresses request bodies.
+	Gzip bool `toml:"gzip"`
 }
 
 // Type is the lineproto sink type. Stdout is where output = "stdout" goes;
