@@ -95,6 +95,10 @@ func Generate(root string, sections []Section) ([]byte, error) {
 			}
 			// Drop the Go field name the comment starts with.
 			doc = strings.TrimPrefix(strings.TrimSpace(doc), f.Names[0].Name+" ")
+			doc = strings.TrimPrefix(doc, "is ")
+			if doc != "" {
+				doc = strings.ToUpper(doc[:1]) + doc[1:]
+			}
 			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", name, typeName(f.Type), escape(oneLine(doc)))
 		}
 	}
