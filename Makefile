@@ -26,9 +26,9 @@ test:
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-## bench: the SPEC §13 benchmark table, each figure next to its peer baseline
-bench: build
-	$(GO) run ./internal/benchtable -out docs/benchmarks.md
+## bench: the SPEC §13 benchmarks, each next to its peer baseline in the same run
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./compat/nagios/ ./compat/nrpe/ ./agent/scheduler/ ./agent/pipeline/spool/ ./sinks/alerter/ ./sinks/lineproto/
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
@@ -43,8 +43,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+## install: binary, example config (not overwritten) and the systemd unit
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/recon
+	test -e $(DESTDIR)/etc/recon/recon.toml || install -D -m 0640 configs/recon.toml $(DESTDIR)/etc/recon/recon.toml
+	install -D -m 0644 configs/recon.service $(DESTDIR)/lib/systemd/system/recon.service
+	install -D -m 0644 README.md $(DESTDIR)/usr/local/share/doc/recon/README.md
 
 clean:
 	rm -rf bin data
