@@ -40,6 +40,7 @@ func commands() []command {
 		{"check", "check run: run checks once and print the results", cmdCheck},
 		{"version", "print version and build information", cmdVersion},
 		{"import", "import nagios FILES… | import nrpe FILE: translate Nagios/NRPE configuration", cmdImport},
+		{"ingest", "ingest -c FILE: scale-out consumer, NATS JetStream → the configured store", cmdIngest},
 		{"rules", "rules test -c FILE [--from T --to T]: backtest alert rules on stored history", cmdRules},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/reconmon/recon/compat/passive"
 	"github.com/reconmon/recon/sinks/alerter"
 	"github.com/reconmon/recon/sinks/lineproto"
+	natssink "github.com/reconmon/recon/sinks/nats"
 )
 
 // wiring is the one place where concrete check and sink types are put into
@@ -62,6 +63,7 @@ func wire(a *app, cfg *config.Config) *wiring {
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 	sinks.Register("alerter", alerter.Type{})
+	sinks.Register("nats", natssink.Type{})
 
 	w.openQueue = func(dir string, spec *sink.Spec, log *slog.Logger) (pipeline.Queue, error) {
 		return spool.Open(dir, spool.Options{Fsync: spool.FsyncPolicy(spec.Fsync), FsyncInterval: spec.FsyncInterval,
@@ -71,6 +73,7 @@ func wire(a *app, cfg *config.Config) *wiring {
 		Sections: map[string]config.Section{
 			"nrpe":    {New: func() any { return &nrpe.Config{} }},
 			"passive": {New: func() any { return &passive.Config{} }},
+			"ingest":  {New: func() any { return &natssink.IngestConfig{} }},
 		}}
 	return w
 }
