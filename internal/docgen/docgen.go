@@ -36,6 +36,8 @@ var Sections = []Section{
 	{Title: "[[sink]] type = \"lineproto\"", Dir: "sinks/lineproto", Type: "Settings"},
 	{Title: "[[sink]] type = \"alerter\"", Dir: "sinks/alerter", Type: "Settings"},
 	{Title: "[[sink.notifier]] (alerter)", Dir: "sinks/alerter", Type: "NotifierConfig"},
+	{Title: "[[sink]] type = \"nats\"", Dir: "sinks/nats", Type: "Connection", Intro: "Publishes results to NATS JetStream for `recon ingest` (scale-out)."},
+	{Title: "[ingest]", Dir: "sinks/nats", Type: "IngestConfig", Intro: "`recon ingest`: every key of the nats sink (url, stream, …) plus these."},
 	{Title: "[nrpe]", Dir: "compat/nrpe", Type: "Config", Intro: "The NRPE server for check_nrpe."},
 	{Title: "[passive]", Dir: "compat/passive", Type: "Config", Intro: "External commands (PROCESS_SERVICE_CHECK_RESULT) for passive checks."},
 }
