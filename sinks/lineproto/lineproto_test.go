@@ -92,14 +92,14 @@ func TestNonFiniteSkippedAndCounted(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	cases := map[string]string{
-		"m":                                "",
-		"m x=":                             "",
-		"m,check_id=nope x=1":              "check_id",
-		"m status_code=7i":                 "status_code must be 0, 1, 2 or 3",
-		"m status_code=1.5":                "status_code must be 0, 1, 2 or 3",
-		"m status_code=\"bad\"":            "status_code must be a number",
-		"m x=1 notatime":                   "",
-		"good x=1\nbad,tag x":              "point 2",
+		"m":                     "",
+		"m x=":                  "",
+		"m,check_id=nope x=1":   "check_id",
+		"m status_code=7i":      "status_code must be 0, 1, 2 or 3",
+		"m status_code=1.5":     "status_code must be 0, 1, 2 or 3",
+		"m status_code=\"bad\"": "status_code must be a number",
+		"m x=1 notatime":        "",
+		"good x=1\nbad,tag x":   "point 2",
 	}
 	for in, want := range cases {
 		_, err := Decode([]byte(in), lineprotocol.Nanosecond, time.Now(), "a")
