@@ -139,7 +139,12 @@ func (rt *Runtime) Reload() error {
 	}
 	old := rt.Config()
 	if err := rt.apply(cfg, old); err != nil {
-		rt.log.Error("reload failed; keeping the running configuration", "err", err)
+		var partial *partialReload
+		if errors.As(err, &partial) {
+			rt.log.Error("configuration reloaded with problems", "err", partial.err)
+		} else {
+			rt.log.Error("reload failed; keeping the running configuration", "err", err)
+		}
 		return err
 	}
 	rt.log.Info("configuration reloaded", "checks", len(cfg.Checks), "sinks", len(cfg.Sinks))
@@ -215,10 +220,18 @@ func (rt *Runtime) apply(cfg, old *config.Config) error {
 		}
 	}
 	if len(reloadErrs) > 0 {
-		return fmt.Errorf("reload applied, but: %w", errors.Join(reloadErrs...))
+		return &partialReload{errors.Join(reloadErrs...)}
 	}
 	return nil
 }
+
+// partialReload is returned when the new configuration is in effect but a
+// sink's own files or a source could not be reloaded (those keep running
+// as they were).
+type partialReload struct{ err error }
+
+func (p *partialReload) Error() string { return "reload applied, but: " + p.err.Error() }
+func (p *partialReload) Unwrap() error { return p.err }
 
 func (rt *Runtime) startSources() error {
 	specs, built := rt.pendingSpecs, rt.pendingBuilt
