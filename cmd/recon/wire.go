@@ -17,6 +17,7 @@ import (
 	"github.com/reconmon/recon/sinks/alerter"
 	"github.com/reconmon/recon/sinks/lineproto"
 	natssink "github.com/reconmon/recon/sinks/nats"
+	"github.com/reconmon/recon/sinks/sqlite"
 )
 
 // wiring is the one place where concrete check and sink types are put into
@@ -63,13 +64,14 @@ func wire(a *app, cfg *config.Config) *wiring {
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 	sinks.Register("alerter", alerter.Type{})
+	sinks.Register("sqlite", sqlite.Type{})
 	sinks.Register("nats", natssink.Type{})
 
 	w.openQueue = func(dir string, spec *sink.Spec, log *slog.Logger) (pipeline.Queue, error) {
 		return spool.Open(dir, spool.Options{Fsync: spool.FsyncPolicy(spec.Fsync), FsyncInterval: spec.FsyncInterval,
 			MaxBytes: spec.MaxSpoolBytes, Logger: log})
 	}
-	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "lineproto",
+	w.registries = config.Registries{Checks: checks, Sinks: sinks, DefaultSink: "sqlite",
 		Sections: map[string]config.Section{
 			"nrpe":    {New: func() any { return &nrpe.Config{} }},
 			"passive": {New: func() any { return &passive.Config{} }},
