@@ -17,6 +17,7 @@ import (
 	"github.com/reconmon/recon/sinks/alerter"
 	"github.com/reconmon/recon/sinks/lineproto"
 	natssink "github.com/reconmon/recon/sinks/nats"
+	"github.com/reconmon/recon/sinks/postgres"
 	"github.com/reconmon/recon/sinks/sqlite"
 )
 
@@ -65,6 +66,7 @@ func wire(a *app, cfg *config.Config) *wiring {
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 	sinks.Register("alerter", alerter.Type{})
 	sinks.Register("sqlite", sqlite.Type{})
+	sinks.Register("postgres", postgres.Type{})
 	sinks.Register("nats", natssink.Type{})
 
 	w.openQueue = func(dir string, spec *sink.Spec, log *slog.Logger) (pipeline.Queue, error) {

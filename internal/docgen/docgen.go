@@ -34,6 +34,7 @@ var Sections = []Section{
 	{Title: "[[check]] type = \"passive\"", Dir: "compat/passive", Type: "Settings"},
 	{Title: "[[sink]] (every type)", Dir: "agent/config", Type: "sinkCommon", Intro: "Keys every sink has. Each sink has its own durable spool under data_dir/sinks/NAME."},
 	{Title: "[[sink]] type = \"sqlite\"", Dir: "sinks/sqlite", Type: "Settings"},
+	{Title: "[[sink]] type = \"postgres\"", Dir: "sinks/postgres", Type: "Settings"},
 	{Title: "[[sink]] type = \"lineproto\"", Dir: "sinks/lineproto", Type: "Settings"},
 	{Title: "[[sink]] type = \"alerter\"", Dir: "sinks/alerter", Type: "Settings"},
 	{Title: "[[sink.notifier]] (alerter)", Dir: "sinks/alerter", Type: "NotifierConfig"},
