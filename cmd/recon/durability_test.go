@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/reconmon/recon/agent/model"
+	"github.com/reconmon/recon/agent/store"
 	"github.com/reconmon/recon/internal/testutil"
+	"github.com/reconmon/recon/internal/testutil/pgtest"
+	"github.com/reconmon/recon/sinks/postgres"
 	"github.com/reconmon/recon/sinks/sqlite"
 )
 
@@ -53,7 +56,7 @@ func readCounter(t *testing.T, path string) int {
 // acknowledged before the kill (runs of one check never overlap and a run
 // only ends once its result is in every spool), so it must be stored; the
 // number equal to it may have died in flight.
-func killLoop(t *testing.T, cfgPath, counter string, rounds int, between func(round int)) []int {
+func killLoop(t *testing.T, cfgPath, counter string, rounds int, between func(round int), drained func(last int) bool) []int {
 	var boundaries []int
 	for round := 0; round <= rounds; round++ {
 		cmd := exec.Command(reconBinary(t), "agent", "-c", cfgPath, "--log-level", "warn")
@@ -69,6 +72,11 @@ func killLoop(t *testing.T, cfgPath, counter string, rounds int, between func(ro
 			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 		}
 		if round == rounds {
+			// Let the spool drain into the store before the clean stop.
+			deadline := time.Now().Add(60 * time.Second)
+			for drained != nil && !drained(readCounter(t, counter)) && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
 			break
@@ -131,15 +139,24 @@ batch_size = 7
 	if testing.Short() {
 		rounds = 3
 	}
-	boundaries := killLoop(t, cfgPath, counter, rounds, nil)
+	boundaries := killLoop(t, cfgPath, counter, rounds, nil, nil)
 	last := readCounter(t, counter)
 	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "data", "recon.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	stored := storedSeqs(t, s)
+	if len(stored) < 30 {
+		t.Fatalf("only %d results stored", len(stored))
+	}
+	checkSequence(t, stored, last, boundaries)
+}
+
+// storedSeqs reads the seq metric of every stored result.
+func storedSeqs(t *testing.T, st store.Store) map[int]int {
 	stored := map[int]int{}
-	err = s.Replay(context.Background(), time.Unix(0, 0), time.Now().Add(time.Hour), func(r model.Result) error {
+	err := st.Replay(context.Background(), time.Unix(0, 0), time.Now().Add(time.Hour), func(r model.Result) error {
 		for _, m := range r.Metrics {
 			if m.Name == "seq" {
 				v, _ := m.Value.Float()
@@ -151,8 +168,106 @@ batch_size = 7
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stored
+}
+
+// TestKill9Postgres: the real agent with the Postgres sink, kill -9 at
+// random moments while Postgres itself is stopped and restarted: every
+// acknowledged result is in recon.status exactly once.
+func TestKill9Postgres(t *testing.T) {
+	testutil.RequireBinary(t, "flock")
+	pgc := pgtest.Start(t, pgtest.Options{Fsync: true})
+	dsn := pgc.DSN("postgres")
+	dir := t.TempDir()
+	plugin, counter := seqPlugin(t, dir)
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[agent]
+listen = "127.0.0.1:0"
+data_dir = %q
+[[check]]
+name = "seq"
+type = "nagios"
+command = %q
+period = "100ms"
+[[sink]]
+type = "postgres"
+dsn = %q
+batch_size = 5
+`, filepath.Join(dir, "data"), plugin, dsn)), 0o644)
+	rounds := 6
+	if testing.Short() {
+		rounds = 4
+	}
+	ctx := context.Background()
+	var reader *postgres.Store
+	openReader := func() *postgres.Store {
+		if reader == nil {
+			r, err := postgres.Open(ctx, postgres.Settings{DSN: dsn}, nil)
+			if err != nil {
+				return nil
+			}
+			reader = r
+		}
+		return reader
+	}
+	defer func() {
+		if reader != nil {
+			reader.Close()
+		}
+	}()
+	restarted := make(chan struct{}, rounds)
+	pending := 0
+	between := func(round int) {
+		if round%2 == 1 {
+			return
+		}
+		for ; pending > 0; pending-- {
+			<-restarted // the previous outage is over
+		}
+		pending++
+		// Postgres goes away while the agent restarts and comes back a
+		// little later: the agent must spool and catch up.
+		if err := pgc.Stop(); err != nil {
+			t.Error(err)
+			return
+		}
+		if reader != nil {
+			reader.Close()
+			reader = nil
+		}
+		go func() {
+			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+			if err := pgc.Start(); err != nil {
+				t.Error(err)
+			}
+			restarted <- struct{}{}
+		}()
+	}
+	drained := func(last int) bool {
+		r := openReader()
+		if r == nil {
+			return false
+		}
+		stored := storedSeqs(t, r)
+		for seq := 1; seq < last; seq++ {
+			if stored[seq] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	boundaries := killLoop(t, cfgPath, counter, rounds, between, drained)
+	for ; pending > 0; pending-- {
+		<-restarted
+	}
+	r := openReader()
+	if r == nil {
+		t.Fatal("cannot open the store")
+	}
+	stored := storedSeqs(t, r)
 	if len(stored) < 30 {
 		t.Fatalf("only %d results stored", len(stored))
 	}
-	checkSequence(t, stored, last, boundaries)
+	checkSequence(t, stored, readCounter(t, counter), boundaries)
 }
