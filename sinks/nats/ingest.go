@@ -211,6 +211,7 @@ func (in *Ingester) process(ctx context.Context, js jetstream.JetStream, msgs []
 	}
 	in.ingested.Add(uint64(len(results)))
 	in.batches.Add(1)
+	in.log.Debug("batch ingested", "results", len(results))
 }
 
 func decode(m jetstream.Msg) (model.Result, error) {

@@ -122,6 +122,8 @@ type Store struct {
 	pool      *pgxpool.Pool
 	parts     map[string]bool // partitions known to exist
 	lastPrune time.Time
+	stopRoll  context.CancelFunc
+	rollDone  chan struct{}
 }
 
 func (s *Store) q(sql string) string { return strings.ReplaceAll(sql, "recon.", s.settings.Schema+".") }
@@ -156,9 +158,11 @@ func (s *Store) Connect(ctx context.Context) error {
 	}
 	s.pool = pool
 	s.parts = map[string]bool{}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.stopRoll, s.rollDone = cancel, make(chan struct{})
+	go func() { defer close(s.rollDone); s.rollupLoop(rctx, 2*time.Second) }()
 	if err := s.ensurePartitionsLocked(cctx, dayRange(time.Now().UTC().AddDate(0, 0, -1), time.Now().UTC().AddDate(0, 0, s.settings.PartitionAhead))); err != nil {
-		pool.Close()
-		s.pool = nil
+		s.closeLocked()
 		return err
 	}
 	return nil
@@ -259,15 +263,26 @@ func (s *Store) ensurePartitionsLocked(ctx context.Context, days []time.Time) er
 	return nil
 }
 
-// Close closes the pool.
+// Close stops the rollup applier and closes the pool.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeLocked()
+	return nil
+}
+
+func (s *Store) closeLocked() {
+	if s.stopRoll != nil {
+		s.stopRoll()
+		s.mu.Unlock()
+		<-s.rollDone
+		s.mu.Lock()
+		s.stopRoll = nil
+	}
 	if s.pool != nil {
 		s.pool.Close()
 		s.pool = nil
 	}
-	return nil
 }
 
 func (s *Store) handle() (*pgxpool.Pool, error) {

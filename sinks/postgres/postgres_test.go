@@ -166,6 +166,9 @@ func TestDownAtStartAndRestartMidRun(t *testing.T) {
 	if n := count(t, dsn, `SELECT count(*) FROM recon.metric_numeric`); n != 20 {
 		t.Errorf("metric rows after restart and replay: %d, want 20", n)
 	}
+	if _, err := s.applyRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_1d`); n != 20 {
 		t.Errorf("rollup counted %d, want 20", n)
 	}

@@ -58,6 +58,11 @@ func (s *Store) Series(ctx context.Context, q store.SeriesQuery) (store.Series, 
 		rows, err = pool.Query(ctx, `SELECT ts, value FROM `+s.sch()+`.metric_numeric WHERE check_id = $1 AND name = $2 AND ts BETWEEN $3 AND $4 ORDER BY ts`,
 			q.CheckID, q.Metric, q.From, q.To)
 	} else {
+		// Fold in deltas not applied yet, so a rollup is never behind the
+		// raw data a reader has seen.
+		if _, err := s.applyRollups(ctx); err != nil {
+			return ser, err
+		}
 		table := map[store.Resolution]string{store.Roll5: "rollup_5m", store.Roll1: "rollup_1h", store.RollD: "rollup_1d"}[res]
 		from := q.From.UTC().Truncate(res.Bucket())
 		rows, err = pool.Query(ctx, `SELECT bucket, count, min, max, sum FROM `+s.sch()+`.`+table+` WHERE check_id = $1 AND name = $2 AND bucket BETWEEN $3 AND $4 ORDER BY bucket`,
@@ -110,6 +115,9 @@ func (s *Store) TextSeries(ctx context.Context, q store.SeriesQuery) ([]store.Te
 func (s *Store) MetricNames(ctx context.Context, checkID uuid.UUID) ([]string, error) {
 	pool, err := s.handle()
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.applyRollups(ctx); err != nil {
 		return nil, err
 	}
 	rows, err := pool.Query(ctx, `SELECT DISTINCT name FROM `+s.sch()+`.rollup_1d WHERE check_id = $1

@@ -40,11 +40,6 @@ type agg struct {
 	min, max, sum float64
 }
 
-var rollupWidths = []struct {
-	table string
-	width time.Duration
-}{{"rollup_5m", 5 * time.Minute}, {"rollup_1h", time.Hour}, {"rollup_1d", 24 * time.Hour}}
-
 // WriteBatch stores a batch in one transaction:
 //  1. status rows go through a temporary table and INSERT … ON CONFLICT DO
 //     NOTHING RETURNING, which tells which results are new (a replayed
@@ -199,10 +194,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, batch []model.Result, fast
 		value string
 	}
 	var texts []textRow
-	rolls := make([]map[rollKey]*agg, len(rollupWidths))
-	for i := range rolls {
-		rolls[i] = map[rollKey]*agg{}
-	}
+	rolls := map[rollKey]*agg{}
 	for i := range batch {
 		r := &batch[i]
 		k := key(r.CheckID, r.Time)
@@ -227,13 +219,10 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, batch []model.Result, fast
 				continue
 			}
 			nums = append(nums, numRow{r.CheckID, name, r.Time, v})
-			for w, rw := range rollupWidths {
-				rk := rollKey{r.CheckID, name, r.Time.UTC().Truncate(rw.width)}
-				a := rolls[w][rk]
-				if a == nil {
-					rolls[w][rk] = &agg{count: 1, min: v, max: v, sum: v}
-					continue
-				}
+			rk := rollKey{r.CheckID, name, r.Time.UTC().Truncate(5 * time.Minute)}
+			if a := rolls[rk]; a == nil {
+				rolls[rk] = &agg{count: 1, min: v, max: v, sum: v}
+			} else {
 				a.count++
 				a.min, a.max, a.sum = math.Min(a.min, v), math.Max(a.max, v), a.sum+v
 			}
@@ -267,14 +256,16 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, batch []model.Result, fast
 			return fmt.Errorf("copy metrics: %w", err)
 		}
 	}
-	// The three rollup upserts in one round trip.
-	rb := &pgx.Batch{}
-	for w, rw := range rollupWidths {
-		queueRollups(rb, sch, rw.table, rolls[w])
-	}
-	if rb.Len() > 0 {
-		if err := tx.SendBatch(ctx, rb).Close(); err != nil {
-			return fmt.Errorf("rollups: %w", err)
+	if len(rolls) > 0 {
+		// 5-minute deltas of exactly the inserted rows, folded into the
+		// rollup tables by applyRollups.
+		var pend [][]any
+		for k, a := range rolls {
+			pend = append(pend, []any{k.id, k.name, k.bucket, a.count, a.min, a.max, a.sum})
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "rollup_pending"},
+			[]string{"check_id", "name", "bucket", "count", "min", "max", "sum"}, pgx.CopyFromRows(pend)); err != nil {
+			return fmt.Errorf("rollup deltas: %w", err)
 		}
 	}
 	if len(texts) > 0 {
@@ -322,42 +313,6 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, batch []model.Result, fast
 		}
 	}
 	return nil
-}
-
-// queueRollups adds aggregates in a stable order (concurrent writers then
-// lock rows in the same order and cannot deadlock).
-func queueRollups(b *pgx.Batch, sch, table string, m map[rollKey]*agg) {
-	if len(m) == 0 {
-		return
-	}
-	keys := make([]rollKey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		if a.id != b.id {
-			return bytes.Compare(a.id[:], b.id[:]) < 0
-		}
-		if a.name != b.name {
-			return a.name < b.name
-		}
-		return a.bucket.Before(b.bucket)
-	})
-	ids := make([]uuid.UUID, len(keys))
-	names := make([]string, len(keys))
-	buckets := make([]time.Time, len(keys))
-	counts := make([]int64, len(keys))
-	mins, maxs, sums := make([]float64, len(keys)), make([]float64, len(keys)), make([]float64, len(keys))
-	for i, k := range keys {
-		a := m[k]
-		ids[i], names[i], buckets[i], counts[i], mins[i], maxs[i], sums[i] = k.id, k.name, k.bucket, a.count, a.min, a.max, a.sum
-	}
-	b.Queue(`INSERT INTO `+sch+`.`+table+` (check_id, name, bucket, count, min, max, sum)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[])
-		ON CONFLICT (check_id, name, bucket) DO UPDATE SET count = `+table+`.count + excluded.count,
-		min = least(`+table+`.min, excluded.min), max = greatest(`+table+`.max, excluded.max), sum = `+table+`.sum + excluded.sum`,
-		ids, names, buckets, counts, mins, maxs, sums)
 }
 
 func (s *Store) upsertChecks(ctx context.Context, tx pgx.Tx, sch string, batch []model.Result) error {
