@@ -60,7 +60,7 @@ func genResults(agent string, n int, start int) []model.Result {
 func BenchmarkEndToEnd(b *testing.B) {
 	pgc := pgtest.Start(b, pgtest.Options{})
 	ns := startNATS(b)
-	run := func(b *testing.B, total int, rate int) *timedWriter {
+	run := func(b *testing.B, total, rate, ingesters int) *timedWriter {
 		st, err := postgres.Open(context.Background(), postgres.Settings{DSN: pgc.NewDatabase(b)}, quiet())
 		if err != nil {
 			b.Fatal(err)
@@ -70,9 +70,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		done := tw.done
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		// Two ingesters share the durable consumer, as the scale-out docs
+		// Ingesters share the durable consumer, as the scale-out docs
 		// recommend.
-		for i := 0; i < 2; i++ {
+		for i := 0; i < ingesters; i++ {
 			in, _ := NewIngester(IngestConfig{Connection: Connection{URL: ns.url()}, Batch: 2000, MaxWait: 0}, tw, quiet())
 			go in.Run(ctx)
 		}
@@ -115,12 +115,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	b.Run("throughput", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			run(b, 100000, 0)
+			run(b, 100000, 0, 2)
 		}
 	})
 	b.Run("latency_10k", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			tw := run(b, 100000, 10000)
+			tw := run(b, 100000, 10000, 1)
 			sort.Slice(tw.lat, func(i, j int) bool { return tw.lat[i] < tw.lat[j] })
 			b.ReportMetric(float64(tw.lat[len(tw.lat)/2].Milliseconds()), "p50_ms")
 			b.ReportMetric(float64(tw.lat[len(tw.lat)*99/100].Milliseconds()), "p99_ms")
