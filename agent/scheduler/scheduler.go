@@ -50,6 +50,8 @@ type Options struct {
 	// OnResult, if set, observes every result after Emit (metrics).
 	OnResult func(r *model.Result)
 	Logger   *slog.Logger
+	// Now is the wall clock (tests simulate clock jumps); nil is time.Now.
+	Now func() time.Time
 }
 
 // ErrRunning is returned by RunNow while a run of the check is in progress.
@@ -135,6 +137,9 @@ func New(opts Options) *Scheduler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Scheduler{
 		opts:    opts,
 		log:     opts.Logger,
@@ -159,7 +164,7 @@ func New(opts Options) *Scheduler {
 // and the old one closed after any in-flight run. Checks no longer present
 // are removed; an in-flight run of one still delivers its result.
 func (s *Scheduler) Update(jobs []Job) {
-	now := time.Now()
+	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := make(map[uuid.UUID]bool, len(jobs))
@@ -266,7 +271,7 @@ func (s *Scheduler) Run(ctx context.Context, grace time.Duration) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		wait := s.dispatchDue(time.Now())
+		wait := s.dispatchDue(s.opts.Now())
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -291,14 +296,37 @@ func (s *Scheduler) drain(grace time.Duration, cancel context.CancelFunc) error 
 	}
 }
 
+// maxSleep bounds a sleep so that a wall-clock jump is noticed soon.
+const maxSleep = time.Second
+
 // dispatchDue starts every due check and returns how long to sleep.
+//
+// The schedule is on the wall clock (a check's slots are multiples of its
+// period since the epoch). When the clock jumps forward, overdue checks run
+// once and continue from the new time (no burst of missed runs); when it
+// jumps back, a head of the queue more than one period away can only come
+// from the jump, and the whole schedule is recomputed from the new time.
 func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.queue) > 0 {
+		if head := s.queue[0]; head.next.Sub(now) > s.horizon(head)+time.Second {
+			s.log.Warn("wall clock moved backwards; rescheduling every check", "by", head.next.Sub(now)-s.horizon(head))
+			for _, e := range s.queue {
+				switch {
+				case e.passive:
+					e.next = now.Add(e.freshness)
+				default:
+					e.next = nextSlot(e.check, now)
+				}
+			}
+			heap.Init(&s.queue)
+		}
+	}
 	for len(s.queue) > 0 {
 		e := s.queue[0]
 		if e.next.After(now) {
-			return e.next.Sub(now)
+			return min(e.next.Sub(now), maxSleep)
 		}
 		s.stats.lag.observe(now.Sub(e.next))
 		if e.running {
@@ -313,7 +341,15 @@ func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
 		s.wg.Add(1)
 		go s.run(s.runCtx, e, e.runner, e.check, e.last)
 	}
-	return time.Hour
+	return maxSleep
+}
+
+// horizon is how far ahead an entry can legitimately be scheduled.
+func (s *Scheduler) horizon(e *entry) time.Duration {
+	if e.passive {
+		return e.freshness
+	}
+	return max(e.check.Period, e.check.RetryPeriod)
 }
 
 func (s *Scheduler) acquire(ctx context.Context, typ string) (release func(), err error) {
@@ -358,7 +394,7 @@ func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *mo
 	res.StateType, res.Attempt = e.st.stateType, e.st.attempt
 	if e.st.retrying() && !e.removed && !e.passive {
 		// Re-check soon, like Nagios's retry_interval.
-		if t := time.Now().Add(c.RetryPeriod); t.Before(e.next) {
+		if t := s.opts.Now().Add(c.RetryPeriod); t.Before(e.next) {
 			e.next = t
 			if e.index >= 0 {
 				heap.Fix(&s.queue, e.index)
@@ -396,7 +432,7 @@ func (s *Scheduler) execute(ctx context.Context, r checktype.Runner, c *model.Ch
 		return model.Result{}, err
 	}
 	defer release()
-	start := time.Now()
+	start := s.opts.Now()
 	rctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	res := safeRun(rctx, r, prev)
 	cancel()
@@ -488,7 +524,7 @@ func (s *Scheduler) Submit(ctx context.Context, id uuid.UUID, res model.Result) 
 	}
 	res.CheckID, res.Check, res.Type, res.Target, res.Agent = c.ID, c.Name, c.Type, c.Target, s.opts.Agent
 	if res.Time.IsZero() {
-		res.Time = time.Now()
+		res.Time = s.opts.Now()
 	}
 	if len(c.Tags) > 0 && res.Tags == nil {
 		res.Tags = c.Tags
@@ -498,7 +534,7 @@ func (s *Scheduler) Submit(ctx context.Context, id uuid.UUID, res model.Result) 
 	last := res
 	e.last = &last
 	e.runs++
-	s.schedule(e, time.Now())
+	s.schedule(e, s.opts.Now())
 	s.mu.Unlock()
 	s.poke()
 	s.stats.runs.Add(1)

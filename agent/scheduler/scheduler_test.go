@@ -431,3 +431,44 @@ func TestPassiveSubmitAndFreshness(t *testing.T) {
 		t.Errorf("active check accepted a passive result: %v", err)
 	}
 }
+
+// fakeClock is a wall clock the test can move.
+type fakeClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *fakeClock) jump(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+func TestClockJumps(t *testing.T) {
+	var clk fakeClock
+	var col collector
+	s := New(Options{Emit: col.emit, Now: clk.now})
+	c := check("tick", 100*time.Millisecond)
+	s.Update([]Job{{Check: c, Runner: checktype.Func(func(context.Context, *model.Result) model.Result { return model.Result{} })}})
+	start(t, s)
+	col.waitFor(t, 3, 5*time.Second)
+	// Backwards by an hour: checks must keep running, not wait an hour.
+	clk.jump(-time.Hour)
+	n := len(col.snapshot())
+	col.waitFor(t, n+5, 5*time.Second)
+	// Forwards by a day: one overdue run, then the normal period — no
+	// burst of the 864,000 missed slots.
+	clk.jump(24 * time.Hour)
+	n = len(col.snapshot())
+	time.Sleep(500 * time.Millisecond)
+	got := len(col.snapshot()) - n
+	if got < 2 || got > 8 {
+		t.Errorf("%d runs in 500ms after a forward jump at a 100ms period", got)
+	}
+}
