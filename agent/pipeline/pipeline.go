@@ -190,7 +190,12 @@ func (p *Pipeline) appendTo(ctx context.Context, w *worker, rs []model.Result) e
 			continue
 		}
 		w.appendErrors.Add(1)
-		p.log.Error("spool append failed; retrying (the producer waits)", "sink", w.out.Spec.Name, "err", err, "retry_in", backoff)
+		// Many producers may fail together (a full disk): log once per
+		// sink every 30s, not once per result.
+		if w.shouldLogAppendError() {
+			p.log.Error("spool append failed; producers wait and retry", "sink", w.out.Spec.Name, "err", err,
+				"failures_so_far", w.appendErrors.Load())
+		}
 		if !sleep(ctx, backoff) {
 			return fmt.Errorf("pipeline: append to %s: %w", w.out.Spec.Name, err)
 		}
@@ -262,6 +267,7 @@ type worker struct {
 	done   chan struct{}
 
 	written, batches, writeErrors, appendErrors, deadLettered atomic.Uint64
+	lastAppendLog                                             atomic.Int64
 	connected                                                 atomic.Bool
 	lastErr                                                   atomic.Pointer[string]
 }
@@ -275,6 +281,12 @@ func (p *Pipeline) startWorker(o Output) (*worker, error) {
 	w := &worker{out: o, queue: q, log: p.log.With("sink", o.Spec.Name), cancel: cancel, done: make(chan struct{})}
 	go w.loop(ctx)
 	return w, nil
+}
+
+func (w *worker) shouldLogAppendError() bool {
+	now := time.Now().UnixNano()
+	last := w.lastAppendLog.Load()
+	return now-last > int64(30*time.Second) && w.lastAppendLog.CompareAndSwap(last, now)
 }
 
 func (w *worker) stop() {

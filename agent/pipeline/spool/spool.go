@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/reconmon/recon/agent/model"
@@ -130,6 +131,7 @@ type Spool struct {
 	wf          *os.File
 	wOff        int64
 	needTrunc   bool // a failed write may have left bytes after wOff
+	noSpace     bool // the last write failed for lack of space (ENOSPC)
 	dirty       bool // written since the last fsync (interval policy)
 	kick        chan struct{}
 	quit        chan struct{}
@@ -597,7 +599,9 @@ func (s *Spool) rollDueLocked(n int64) bool {
 		return true
 	}
 	if s.headSeq == s.tailSeq {
-		return s.wOff >= s.opts.SegmentSize/16 ||
+		// Drained: start a fresh segment so the consumed one can go. On a
+		// full disk this is the only way the spool can free space.
+		return s.wOff >= s.opts.SegmentSize/16 || s.noSpace ||
 			(s.opts.MaxBytes > 0 && s.diskBytes+s.pendingBytes > s.opts.MaxBytes)
 	}
 	return false
@@ -672,7 +676,18 @@ func (s *Spool) prepareTail(roll bool) error {
 	old := s.wf
 	s.mu.Lock()
 	first := s.tailSeq
+	drained := s.headSeq == s.tailSeq
 	s.mu.Unlock()
+	if s.noSpace && drained {
+		// The disk is full and every record of the segment is consumed:
+		// give its space back before creating the next segment, which
+		// may not fit otherwise. Nothing reads those bytes again (the
+		// reader is at the end), and a crash before the new segment
+		// exists leaves an empty tail that Open continues after.
+		if err := old.Truncate(segHdrSize); err != nil {
+			s.log.Warn("spool: cannot shrink the consumed segment on a full disk", "segment", old.Name(), "err", err)
+		}
+	}
 	if err := s.createTail(first); err != nil {
 		s.wf = old
 		return fmt.Errorf("spool: %w", err)
@@ -697,7 +712,11 @@ func (s *Spool) write(buf []byte) error {
 		}
 	}
 	if err == nil {
+		s.noSpace = false
 		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		s.noSpace = true
 	}
 	if terr := s.wf.Truncate(s.wOff); terr != nil {
 		s.needTrunc = true
