@@ -28,7 +28,7 @@ test-short:
 
 ## bench: the SPEC §13 benchmarks, each next to its peer baseline in the same run
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./compat/nagios/ ./compat/nrpe/ ./agent/scheduler/ ./agent/pipeline/spool/ ./sinks/alerter/ ./sinks/lineproto/
+	$(GO) run ./internal/benchtable -out docs/benchmarks.md
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

@@ -1,0 +1,211 @@
+// Command benchtable runs recon's benchmarks (`make bench`) and prints one
+// table: each SPEC §13 figure, recon's value, the peer baseline measured in
+// the same run, their ratio, the target and pass/fail. The table is also
+// written to docs/benchmarks.md with a description of the machine.
+//
+// Each benchmark runs -count times with recon and its baseline as
+// sub-benchmarks of one function, so the two alternate and share the
+// machine's state; the median of the runs is reported. Machines are shared
+// and noisy: ratios, not absolute figures, are what the targets compare.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// metric selects one reported value of a benchmark line.
+type metric struct {
+	bench string // full benchmark name without the -N suffix
+	unit  string // reported unit, e.g. "execs/s"
+}
+
+// row is one line of the table.
+type row struct {
+	figure    string
+	pkg       string
+	run       string // -bench regexp
+	benchtime string
+	recon     metric
+	baseline  *metric // nil: compare with the absolute target
+	higher    bool    // higher is better
+	// target: for a baseline, the minimum (or maximum) ratio; else the
+	// absolute bound on recon's value.
+	target  float64
+	unit    string // how to print values
+	targetS string
+}
+
+var rows = []row{
+	{figure: "Nagios plugin executions (check_dummy, 2-way)", pkg: "./compat/nagios/", run: "^Benchmark(Exec|RawOSExec)CheckDummy$", benchtime: "2s",
+		recon: metric{"BenchmarkExecCheckDummy", "execs/s"}, baseline: &metric{"BenchmarkRawOSExecCheckDummy", "execs/s"},
+		higher: true, target: 0.90, unit: "execs/s", targetS: ">= 90% of raw os/exec"},
+	{figure: "Postgres ingest, metric rows (idempotent, rollups)", pkg: "./sinks/postgres/", run: "^BenchmarkIngest$", benchtime: "3x",
+		recon: metric{"BenchmarkIngest/recon", "metric_rows/s"}, baseline: &metric{"BenchmarkIngest/psql_copy", "metric_rows/s"},
+		higher: true, target: 0.80, unit: "rows/s", targetS: ">= 80% of psql \\copy"},
+	{figure: "End to end agent → NATS → ingest → Postgres, p99 at 10,000 results/s", pkg: "./sinks/nats/", run: "^BenchmarkEndToEnd$/latency_10k", benchtime: "1x",
+		recon: metric{"BenchmarkEndToEnd/latency_10k", "p99_ms"}, higher: false, target: 1000, unit: "ms", targetS: "p99 < 1 s"},
+	{figure: "End to end throughput (2 ingesters)", pkg: "./sinks/nats/", run: "^BenchmarkEndToEnd$/throughput", benchtime: "1x",
+		recon: metric{"BenchmarkEndToEnd/throughput", "results/s"}, higher: true, target: 10000, unit: "results/s", targetS: ">= 10,000/s"},
+	{figure: "NRPE requests served (check_dummy, 4 clients)", pkg: "./compat/nrpe/", run: "^BenchmarkNRPERequests$", benchtime: "2s",
+		recon: metric{"BenchmarkNRPERequests/recon", "requests/s"}, baseline: &metric{"BenchmarkNRPERequests/nrpe", "requests/s"},
+		higher: true, target: 1.0, unit: "requests/s", targetS: ">= the real nrpe"},
+	{figure: "Spool append+fsync, 64 producers (group commit)", pkg: "./agent/pipeline/spool/", run: "^BenchmarkAppendFsyncParallel$", benchtime: "2s",
+		recon: metric{"BenchmarkAppendFsyncParallel", "results/s"}, higher: true, target: 50000, unit: "results/s", targetS: ">= 50,000/s"},
+	{figure: "Alert rule evaluations (1,000 rules × 10,000 series)", pkg: "./sinks/alerter/", run: "^BenchmarkRuleEvaluations$", benchtime: "3000x",
+		recon: metric{"BenchmarkRuleEvaluations", "evals/s"}, higher: true, target: 100000, unit: "evals/s", targetS: ">= 100,000/s"},
+	{figure: "Scheduler dispatch (10,000 checks, trivial runner)", pkg: "./agent/scheduler/", run: "^BenchmarkSchedulerThroughput$", benchtime: "400000x",
+		recon: metric{"BenchmarkSchedulerThroughput", "results/s"}, higher: true, target: 100000, unit: "results/s", targetS: ">= 100,000/s"},
+}
+
+var lineRE = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+// parse extracts unit → values per benchmark from go test output.
+func parse(out string) map[string]map[string][]float64 {
+	res := map[string]map[string][]float64{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		m := lineRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[3])
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			if res[m[1]] == nil {
+				res[m[1]] = map[string][]float64{}
+			}
+			res[m[1]][fields[i+1]] = append(res[m[1]][fields[i+1]], v)
+		}
+	}
+	return res
+}
+
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 1000:
+		s := strconv.FormatFloat(v, 'f', 0, 64)
+		var b strings.Builder
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(c)
+		}
+		return b.String()
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func machine() string {
+	var b strings.Builder
+	cpu := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	kernel, _ := exec.Command("uname", "-sr").Output()
+	mem := ""
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(data), "\n", 2)[0])[1] + " kB RAM"
+	}
+	fmt.Fprintf(&b, "%d CPUs (%s), %s, %s, %s", runtime.NumCPU(), cpu, mem, strings.TrimSpace(string(kernel)), runtime.Version())
+	return b.String()
+}
+
+func main() {
+	out := flag.String("out", "", "also write the table to this markdown file")
+	count := flag.Int("count", 3, "runs per benchmark (the median is reported)")
+	only := flag.String("only", "", "run only rows whose figure contains this text")
+	flag.Parse()
+	var table bytes.Buffer
+	fmt.Fprintf(&table, "| figure | recon | baseline | ratio | target | result |\n|---|---|---|---|---|---|\n")
+	failed := 0
+	for _, r := range rows {
+		if *only != "" && !strings.Contains(r.figure, *only) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", r.figure)
+		cmd := exec.Command("go", "test", "-run", "^$", "-bench", r.run, "-benchtime", r.benchtime, "-count", strconv.Itoa(*count), "-timeout", "30m", r.pkg)
+		cmd.Env = append(os.Environ(), "CI=true")
+		o, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s\n%v\n", o, err)
+			fmt.Fprintf(&table, "| %s | error | | | %s | FAIL |\n", r.figure, r.targetS)
+			failed++
+			continue
+		}
+		res := parse(string(o))
+		rv := median(res[r.recon.bench][r.recon.unit])
+		line := fmt.Sprintf("| %s | %s %s |", r.figure, fmtNum(rv), r.unit)
+		ok := false
+		if r.baseline != nil {
+			bv := median(res[r.baseline.bench][r.baseline.unit])
+			ratio := 0.0
+			if bv > 0 {
+				ratio = rv / bv
+			}
+			ok = ratio >= r.target
+			if !r.higher {
+				ok = ratio <= r.target
+			}
+			line += fmt.Sprintf(" %s %s | %.0f%% | %s |", fmtNum(bv), r.unit, ratio*100, r.targetS)
+		} else {
+			ok = rv >= r.target
+			if !r.higher {
+				ok = rv > 0 && rv < r.target
+			}
+			line += fmt.Sprintf(" | | %s |", r.targetS)
+		}
+		if rv == 0 {
+			ok = false
+		}
+		verdict := "pass"
+		if !ok {
+			verdict = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(&table, "%s %s |\n", line, verdict)
+	}
+	fmt.Print(table.String())
+	if *out != "" {
+		doc := fmt.Sprintf("# Benchmarks\n\nGenerated by `make bench` on %s.\n\nMachine: %s.\n\nEach figure is the median of %d runs; "+
+			"a baseline is measured in the same run, alternating with recon. Targets are SPEC §13.\n\n%s",
+			time.Now().UTC().Format("2006-01-02"), machine(), *count, table.String())
+		if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(os.Stderr, "%d figures miss their target\n", failed)
+	}
+}
