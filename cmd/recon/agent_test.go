@@ -300,3 +300,66 @@ command = "`+script+`"
 		t.Errorf("exec notifier saw:\n%s\nwant:\n%s", b, want)
 	}
 }
+
+// TestAlertStateSurvivesKill9: a firing alert is not notified again after
+// the agent is killed with SIGKILL and restarted; its recovery still is.
+func TestAlertStateSurvivesKill9(t *testing.T) {
+	dummy := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_dummy")
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.WriteFile(state, []byte("2"), 0o644)
+	var mu sync.Mutex
+	var types []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Notifications []struct{ Type string } `json:"notifications"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		mu.Lock()
+		for _, n := range p.Notifications {
+			types = append(types, n.Type)
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	got := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(types, " ")
+	}
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(`
+[agent]
+listen = "127.0.0.1:0"
+data_dir = "`+dir+`/data"
+[[check]]
+name = "db"
+type = "nagios"
+shell = true
+command = "`+dummy+` $(cat `+state+`) db"
+period = "100ms"
+max_attempts = 1
+[[sink]]
+type = "alerter"
+group_wait = "50ms"
+[[sink.notifier]]
+name = "hook"
+type = "webhook"
+url = "`+srv.URL+`"
+`), 0o644)
+	p := startAgent(t, cfgPath)
+	waitFor(t, "PROBLEM", 15*time.Second, func() bool { return got() == "PROBLEM" })
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	startAgent(t, cfgPath)
+	time.Sleep(2 * time.Second) // still CRITICAL, many results processed
+	if g := got(); g != "PROBLEM" {
+		t.Fatalf("after kill -9 and restart: %q, want only the first PROBLEM", g)
+	}
+	os.WriteFile(state, []byte("0"), 0o644)
+	waitFor(t, "RECOVERY", 15*time.Second, func() bool { return got() == "PROBLEM RECOVERY" })
+	time.Sleep(500 * time.Millisecond)
+	if g := got(); g != "PROBLEM RECOVERY" {
+		t.Errorf("notifications: %q", g)
+	}
+}
