@@ -376,6 +376,13 @@ func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck
 		}
 	} else if command != "" {
 		w.kv("command", command)
+		if n := highestArg(command); len(args) < n {
+			// recon refuses an $ARGn$ the check does not give (a typo in a
+			// hand-written config); Nagios expands it to nothing, so the
+			// import makes those arguments explicit and empty.
+			w.comment("check_command gives %d of %d arguments; the missing ones are empty, as in Nagios", len(args), n)
+			args = append(args, make([]string, n-len(args))...)
+		}
 		if len(args) > 0 {
 			w.kv("args", args)
 		}
@@ -392,6 +399,19 @@ func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck
 		t.checks++
 	}
 	w.blank()
+}
+
+// highestArg is the largest n of the $ARGn$ in command.
+func highestArg(command string) int {
+	n := 0
+	for _, m := range anyMacro.FindAllStringSubmatch(command, -1) {
+		if a, ok := strings.CutPrefix(m[1], "ARG"); ok {
+			if i, err := strconv.Atoi(a); err == nil && i > n {
+				n = i
+			}
+		}
+	}
+	return n
 }
 
 func supportedMacro(m string) bool {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/compat/nagios/threshold"
@@ -15,8 +17,9 @@ type Output struct {
 	Text       string // first line, without perfdata
 	LongOutput string // following lines, without perfdata
 	Metrics    []model.Metric
-	// Notes lists every part of the perfdata that could not be parsed; the
-	// runner shows them in the long output so nothing vanishes silently.
+	// Notes lists every part of the perfdata that could not be parsed or
+	// was only partly kept; the runner shows them in the long output, so
+	// nothing vanishes silently.
 	Notes []string
 }
 
@@ -29,73 +32,138 @@ type Output struct {
 //
 // Perfdata is whatever follows the first '|' on the first line, plus
 // whatever follows the first '|' in the long output, including every line
-// after that one.
+// after that one. CRLF line ends are accepted. The result is valid UTF-8
+// without NUL bytes (invalid bytes become U+FFFD), so every sink can store
+// it as text.
 func ParseOutput(out []byte) Output {
-	s := strings.ReplaceAll(string(out), "\r\n", "\n")
+	s := clean(string(out))
+	if strings.IndexByte(s, '\r') >= 0 {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
 	s = strings.TrimRight(s, "\n")
 	first, rest, _ := strings.Cut(s, "\n")
 	var o Output
-	var perf []string
-	text, p, hasPerf := strings.Cut(first, "|")
+	text, perf, hasPerf := strings.Cut(first, "|")
 	o.Text = strings.TrimSpace(text)
 	if hasPerf {
-		perf = append(perf, p)
+		o.parsePerf(perf)
 	}
 	if rest != "" {
-		long, p, hasPerf := strings.Cut(rest, "|")
+		long, perf, hasPerf := strings.Cut(rest, "|")
 		o.LongOutput = strings.TrimRight(long, " \t\n")
 		if hasPerf {
-			perf = append(perf, p)
+			o.parsePerf(perf)
 		}
-	}
-	for _, p := range perf {
-		ms, notes := ParsePerfdata(p)
-		o.Metrics = append(o.Metrics, ms...)
-		o.Notes = append(o.Notes, notes...)
 	}
 	return o
 }
 
+func (o *Output) parsePerf(s string) {
+	var p perfParser
+	p.metrics, p.notes = o.Metrics, o.Notes
+	p.parse(s)
+	o.Metrics, o.Notes = p.metrics, p.notes
+}
+
 // ParsePerfdata parses space-separated perfdata items
-// 'label'=value[UOM];[warn];[crit];[min];[max]. Items that cannot be parsed
-// are reported in notes (one per item) and the rest are still returned.
+// 'label'=value[UOM];[warn];[crit];[min];[max]. An item whose label or
+// value cannot be parsed (including the value U, "undetermined") yields a
+// note instead of a metric; a bad warn, crit, min or max is dropped from an
+// otherwise good metric, with a note. The notes say what was lost and why.
 func ParsePerfdata(s string) (metrics []model.Metric, notes []string) {
-	p := perfScanner{s: s}
+	var p perfParser
+	p.parse(clean(s))
+	return p.metrics, p.notes
+}
+
+// clean makes s valid UTF-8 without NULs: stores reject both in text.
+func clean(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	return s
+}
+
+type perfParser struct {
+	s       string
+	i       int
+	metrics []model.Metric
+	notes   []string
+	names   map[string]int // index of metrics by name, built once there are many
+}
+
+func (p *perfParser) parse(s string) {
+	p.s, p.i = s, 0
 	for {
 		p.skipSpace()
 		if p.done() {
-			return metrics, notes
+			return
 		}
 		start := p.i
 		m, err := p.item()
 		if err != nil {
 			if err == errUnterminated {
-				// The quote never closes: treat it as a stray character
-				// so the items after it still parse.
+				// The quote never closes: take it as a stray character
+				// so that the items after it still parse.
 				p.i = start
 				p.skipWord()
 			} else {
 				p.skipItem()
 			}
-			notes = append(notes, fmt.Sprintf("perfdata %q: %v", strings.TrimSpace(s[start:p.i]), err))
+			p.notef(start, "%v; not kept", err)
 			continue
 		}
-		metrics = append(metrics, m)
+		if dup := p.find(m.Name); dup >= 0 {
+			// Stores key a sample by check, metric name and time: a second
+			// value under one name would overwrite the first there.
+			p.notef(start, "duplicate label %q; only the first value (%s) is kept", m.Name, p.metrics[dup].Value)
+			continue
+		}
+		p.metrics = append(p.metrics, m)
 	}
 }
 
-type perfScanner struct {
-	s string
-	i int
+// find returns the index of the metric called name, or -1. A linear scan
+// is fastest for the usual handful of metrics; a map keeps a plugin that
+// prints thousands from making this quadratic.
+func (p *perfParser) find(name string) int {
+	if len(p.metrics) < 16 {
+		for i := range p.metrics {
+			if p.metrics[i].Name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	if p.names == nil {
+		p.names = make(map[string]int, 2*len(p.metrics))
+	}
+	for i := len(p.names); i < len(p.metrics); i++ {
+		p.names[p.metrics[i].Name] = i
+	}
+	if i, ok := p.names[name]; ok {
+		return i
+	}
+	return -1
 }
 
-func (p *perfScanner) done() bool { return p.i >= len(p.s) }
+// notef records a note about the item that starts at start and ends at
+// the parser's position.
+func (p *perfParser) notef(start int, format string, args ...any) {
+	item := strings.TrimSpace(p.s[start:min(p.i, len(p.s))])
+	p.notes = append(p.notes, fmt.Sprintf("perfdata %q: ", item)+fmt.Sprintf(format, args...))
+}
+
+func (p *perfParser) done() bool { return p.i >= len(p.s) }
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
-func (p *perfScanner) skipSpace() {
+func (p *perfParser) skipSpace() {
 	for !p.done() && isSpace(p.s[p.i]) {
 		p.i++
 	}
@@ -104,14 +172,14 @@ func (p *perfScanner) skipSpace() {
 var errUnterminated = fmt.Errorf("unterminated quoted label")
 
 // skipWord moves to the next whitespace.
-func (p *perfScanner) skipWord() {
+func (p *perfParser) skipWord() {
 	for !p.done() && !isSpace(p.s[p.i]) {
 		p.i++
 	}
 }
 
 // skipItem moves past a bad item: to the next whitespace outside quotes.
-func (p *perfScanner) skipItem() {
+func (p *perfParser) skipItem() {
 	quoted := false
 	for !p.done() {
 		c := p.s[p.i]
@@ -124,7 +192,9 @@ func (p *perfScanner) skipItem() {
 	}
 }
 
-func (p *perfScanner) label() (string, error) {
+// label reads 'quoted label'= or label= . Quoted labels may hold spaces,
+// '=' and ” (a literal quote), as the plugin guidelines allow.
+func (p *perfParser) label() (string, error) {
 	if p.s[p.i] == '\'' {
 		p.i++
 		var b strings.Builder
@@ -135,7 +205,7 @@ func (p *perfScanner) label() (string, error) {
 			c := p.s[p.i]
 			p.i++
 			if c == '\'' {
-				if !p.done() && p.s[p.i] == '\'' { // '' is a literal quote
+				if !p.done() && p.s[p.i] == '\'' {
 					b.WriteByte('\'')
 					p.i++
 					continue
@@ -145,10 +215,10 @@ func (p *perfScanner) label() (string, error) {
 			b.WriteByte(c)
 		}
 		if p.done() || p.s[p.i] != '=' {
-			return "", fmt.Errorf("missing '=' after label")
+			return "", fmt.Errorf("missing '=' after the quoted label")
 		}
 		p.i++
-		if b.Len() == 0 {
+		if strings.TrimSpace(b.String()) == "" {
 			return "", fmt.Errorf("empty label")
 		}
 		return b.String(), nil
@@ -156,11 +226,14 @@ func (p *perfScanner) label() (string, error) {
 	start := p.i
 	for !p.done() && p.s[p.i] != '=' {
 		if isSpace(p.s[p.i]) {
-			return "", fmt.Errorf("missing '=' (labels with spaces must be quoted)")
+			break
 		}
 		p.i++
 	}
-	if p.done() {
+	if p.s[start:p.i] == "|" {
+		return "", fmt.Errorf("stray '|' (only the first '|' of the output and of the long output starts perfdata)")
+	}
+	if p.done() || p.s[p.i] != '=' {
 		return "", fmt.Errorf("missing '='")
 	}
 	label := p.s[start:p.i]
@@ -171,59 +244,76 @@ func (p *perfScanner) label() (string, error) {
 	return label, nil
 }
 
-func (p *perfScanner) item() (model.Metric, error) {
+var fieldNames = [...]string{"value", "warn", "crit", "min", "max"}
+
+// item parses one label=value;warn;crit;min;max. An error means no metric;
+// problems with the optional fields are notes on a kept metric.
+func (p *perfParser) item() (model.Metric, error) {
 	var m model.Metric
+	start := p.i
 	label, err := p.label()
 	if err != nil {
 		return m, err
 	}
 	m.Name = label
-	start := p.i
-	for !p.done() && !isSpace(p.s[p.i]) {
-		p.i++
-	}
-	fields := strings.Split(p.s[start:p.i], ";")
-	if len(fields) > 5 {
-		return m, fmt.Errorf("%d fields, at most 5 (value;warn;crit;min;max)", len(fields))
-	}
+	vstart := p.i
+	p.skipWord()
+	fields := strings.Split(p.s[vstart:p.i], ";")
 	num, unit := splitUnit(fields[0])
-	m.Unit = unit
 	switch {
 	case num == "" && unit == "U":
-		return m, fmt.Errorf("value is U (undetermined)")
-	case num == "" && unit != "":
-		return m, fmt.Errorf("invalid value %q", unit)
-	case num == "":
+		return m, fmt.Errorf("value is U (undetermined: the plugin could not measure it)")
+	case num == "" && unit == "":
 		return m, fmt.Errorf("missing value")
+	case num == "" || !validUnit(unit):
+		return m, fmt.Errorf("invalid value %q", fields[0])
 	}
 	v, err := parseValue(num, unit)
 	if err != nil {
 		return m, err
 	}
-	m.Value = v
-	get := func(i int) string {
-		if i < len(fields) {
-			return strings.TrimSpace(fields[i])
+	m.Value, m.Unit = v, unit
+	// From here on the metric is kept; what is wrong with the optional
+	// fields is dropped from it, with a note.
+	var problems []string
+	if len(fields) > len(fieldNames) {
+		// Trailing empty fields ("1;2;3;4;5;") are harmless.
+		if extra := strings.Join(fields[len(fieldNames):], ";"); strings.Trim(extra, ";") != "" {
+			problems = append(problems, fmt.Sprintf("%d fields, at most 5 (value;warn;crit;min;max): %q ignored", len(fields), extra))
 		}
-		return ""
+		fields = fields[:len(fieldNames)]
 	}
-	for i, dst := range []*string{&m.Warn, &m.Crit} {
-		txt := get(i + 1)
-		if _, err := threshold.Parse(txt); err != nil {
-			return m, fmt.Errorf("%s: %v", [...]string{"warn", "crit"}[i], err)
-		}
-		*dst = txt
-	}
-	for i, dst := range []**float64{&m.Min, &m.Max} {
-		txt := get(i + 3)
+	for i := 1; i < len(fields); i++ {
+		txt := fields[i]
 		if txt == "" {
 			continue
 		}
-		f, err := parseFloat(txt)
-		if err != nil {
-			return m, fmt.Errorf("%s: invalid number %q", [...]string{"min", "max"}[i], txt)
+		switch i {
+		case 1, 2:
+			if _, err := threshold.Parse(txt); err != nil {
+				problems = append(problems, fmt.Sprintf("%s range dropped: %v", fieldNames[i], err))
+				continue
+			}
+			if i == 1 {
+				m.Warn = txt
+			} else {
+				m.Crit = txt
+			}
+		case 3, 4:
+			f, err := parseFloat(txt)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s dropped: %v", fieldNames[i], err))
+				continue
+			}
+			if i == 3 {
+				m.Min = &f
+			} else {
+				m.Max = &f
+			}
 		}
-		*dst = &f
+	}
+	if len(problems) > 0 {
+		p.notef(start, "%s", strings.Join(problems, "; "))
 	}
 	return m, nil
 }
@@ -253,24 +343,44 @@ func splitUnit(s string) (num, unit string) {
 	return s[:i], s[i:]
 }
 
-func parseFloat(s string) (float64, error) {
-	if strings.Contains(s, ",") && !strings.Contains(s, ".") {
-		s = strings.Replace(s, ",", ".", 1)
+// validUnit accepts the guidelines' UOMs (s ms us % B KB MB GB TB c) and,
+// as graphing tools do, any other unit a plugin prints (°C, dBm, req/s,
+// KiB), kept as printed: letters, '%', '/', '°' and '_'. Anything else
+// means the value is garbage ("12:30", "1x2", "0x1F"), not a number with
+// a unit.
+func validUnit(u string) bool {
+	for _, r := range u {
+		if !unicode.IsLetter(r) && r != '%' && r != '/' && r != '°' && r != '_' {
+			return false
+		}
 	}
-	f, err := strconv.ParseFloat(s, 64)
+	return true
+}
+
+// parseFloat parses a finite number, accepting a decimal comma.
+func parseFloat(s string) (float64, error) {
+	t := s
+	if strings.IndexByte(t, ',') >= 0 && strings.IndexByte(t, '.') < 0 {
+		t = strings.Replace(t, ",", ".", 1)
+	}
+	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("invalid number %q", s)
 	}
 	return f, nil
 }
 
+// parseValue keeps integers exact: int64, or uint64 for counters (unit c)
+// beyond int64; everything else is float64.
 func parseValue(num, unit string) (model.Value, error) {
-	if !strings.ContainsAny(num, ".,eE") {
+	if strings.IndexAny(num, ".,eE") < 0 {
 		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
 			return model.Int(i), nil
 		}
-		if u, err := strconv.ParseUint(strings.TrimPrefix(num, "+"), 10, 64); err == nil {
-			return model.Uint(u), nil
+		if unit == "c" {
+			if u, err := strconv.ParseUint(strings.TrimPrefix(num, "+"), 10, 64); err == nil {
+				return model.Uint(u), nil
+			}
 		}
 	}
 	f, err := parseFloat(num)
