@@ -7,8 +7,14 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 10s
 CONFIG   ?= configs/recon.toml
+TOOLS    := $(CURDIR)/bin/tools
+# Pinned code generators for `make proto` (protoc itself is Debian's).
+PROTOC_GEN_GO      := v1.36.12
+PROTOC_GEN_GO_GRPC := v1.6.2
+# Modules of their own: the plugin protocol, the SDK and the examples.
+PLUGIN_MODS := plugins/proto plugins/sdk plugins/examples
 
-.PHONY: all build run test test-short bench fuzz lint proto install clean
+.PHONY: all build run test test-plugins test-short bench fuzz lint proto ui install clean
 
 all: lint build test
 
@@ -20,8 +26,12 @@ run: build
 	./$(BIN) agent -c $(CONFIG)
 
 ## test: every test, integration tests against the real peers included
-test:
+test: test-plugins
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+## test-plugins: the plugin protocol, SDK and example modules
+test-plugins:
+	@set -e; for m in $(PLUGIN_MODS); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -count=1 ./...); done
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -42,6 +52,20 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## proto: regenerate plugins/proto (Go) and the Python example's stubs
+proto:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC)
+	cd plugins/proto && protoc --plugin=protoc-gen-go=$(TOOLS)/protoc-gen-go --plugin=protoc-gen-go-grpc=$(TOOLS)/protoc-gen-go-grpc \
+	  --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative plugin.proto
+	protoc -I plugins/proto -I plugins/proto/health --python_out=plugins/examples/python/gen \
+	  --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) --grpc_python_out=plugins/examples/python/gen \
+	  plugin.proto health.proto
+
+## ui: rebuild the web UI into agent/api/ui/dist (committed, so `go build` needs no npm)
+ui:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 ## install: binary, example config (not overwritten) and the systemd unit
 install: build

@@ -32,7 +32,31 @@ type Metrics struct {
 	pipe      *pipeline.Pipeline
 	streams   *stream.Hub
 	sources   Sources
+	comps     []component
+	plugins   func() []PluginStat
 }
+
+type component struct {
+	name     string
+	counters func() map[string]uint64
+}
+
+// PluginStat is one out-of-process plugin as /metrics shows it.
+type PluginStat struct {
+	Name, Kind         string
+	Running            bool
+	Restarts, Failures uint64
+}
+
+// AddComponent exposes a component's counters (the lua check type's
+// timeouts, …) as recon_component_events_total{component=name}. Call it
+// before serving.
+func (m *Metrics) AddComponent(name string, counters func() map[string]uint64) {
+	m.comps = append(m.comps, component{name, counters})
+}
+
+// AttachPlugins sets where plugin process figures come from.
+func (m *Metrics) AttachPlugins(f func() []PluginStat) { m.plugins = f }
 
 // New builds a registry (a value, not the global one).
 func New() *Metrics {
@@ -82,11 +106,15 @@ var (
 	dWatchers    = prometheus.NewDesc("recon_stream_watchers", "Temporal stream watchers.", nil, nil)
 	dCloneRuns   = prometheus.NewDesc("recon_stream_clone_runs_total", "Runs of check clones.", nil, nil)
 	dDropWatcher = prometheus.NewDesc("recon_stream_watchers_dropped_total", "Watchers dropped for not keeping up.", nil, nil)
+	dComponent   = prometheus.NewDesc("recon_component_events_total", "Component counters (lua: timeouts, instruction_limit, script_errors).", []string{"component", "event"}, nil)
+	dPlugRestart = prometheus.NewDesc("recon_plugin_restarts_total", "Plugin processes started after the first (crash, hang or exit recovery).", []string{"plugin", "kind"}, nil)
+	dPlugFail    = prometheus.NewDesc("recon_plugin_failures_total", "Plugin crashes, hangs, exits and failed starts.", []string{"plugin", "kind"}, nil)
+	dPlugUp      = prometheus.NewDesc("recon_plugin_running", "1 when the plugin's process is running.", []string{"plugin", "kind"}, nil)
 )
 
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dChecks, dRuns, dLate, dEmitErr, dLag, dDepth, dBytes, dBlocked, dCorrupt,
-		dWritten, dWriteErr, dAppendErr, dDead, dConnected, dSource, dSinkEvents, dClones, dWatchers, dCloneRuns, dDropWatcher} {
+		dWritten, dWriteErr, dAppendErr, dDead, dConnected, dSource, dSinkEvents, dClones, dWatchers, dCloneRuns, dDropWatcher, dComponent, dPlugRestart, dPlugFail, dPlugUp} {
 		ch <- d
 	}
 }
@@ -154,5 +182,39 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(dWatchers, float64(st.Watchers))
 		counter(dCloneRuns, st.Runs)
 		counter(dDropWatcher, st.Dropped)
+	}
+	for _, c := range m.comps {
+		for ev, v := range c.counters() {
+			counter(dComponent, v, c.name, ev)
+		}
+	}
+	if m.plugins != nil {
+		// Several slots may share a plugin name (same binary, other
+		// environment): sum them so label sets stay unique.
+		type agg struct {
+			restarts, failures uint64
+			running            bool
+		}
+		sums := map[[2]string]*agg{}
+		for _, p := range m.plugins() {
+			k := [2]string{p.Name, p.Kind}
+			a := sums[k]
+			if a == nil {
+				a = &agg{}
+				sums[k] = a
+			}
+			a.restarts += p.Restarts
+			a.failures += p.Failures
+			a.running = a.running || p.Running
+		}
+		for k, a := range sums {
+			counter(dPlugRestart, a.restarts, k[0], k[1])
+			counter(dPlugFail, a.failures, k[0], k[1])
+			up := 0.0
+			if a.running {
+				up = 1
+			}
+			gauge(dPlugUp, up, k[0], k[1])
+		}
 	}
 }

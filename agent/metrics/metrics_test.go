@@ -47,6 +47,11 @@ func TestExposition(t *testing.T) {
 	}
 	h := stream.NewHub(nil, "a", nil)
 	m.Attach(s, p, h, srcs{})
+	m.AddComponent("lua", func() map[string]uint64 { return map[string]uint64{"timeouts": 3} })
+	m.AttachPlugins(func() []PluginStat {
+		return []PluginStat{{Name: "hello", Kind: "check", Running: true, Restarts: 2, Failures: 2},
+			{Name: "hello", Kind: "check", Restarts: 1, Failures: 1}}
+	})
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -58,6 +63,10 @@ func TestExposition(t *testing.T) {
 		`recon_sink_written_total{sink="store",type="sqlite"}`,
 		`recon_source_events_total{event="commands",source="nrpe"} 7`,
 		`recon_stream_clones 0`,
+		`recon_component_events_total{component="lua",event="timeouts"} 3`,
+		`recon_plugin_restarts_total{kind="check",plugin="hello"} 3`,
+		`recon_plugin_failures_total{kind="check",plugin="hello"} 3`,
+		`recon_plugin_running{kind="check",plugin="hello"} 1`,
 		`recon_scheduler_lag_seconds_bucket`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,

@@ -19,18 +19,29 @@ type Store interface {
 	// Checks lists every check the store has seen, with its last result.
 	Checks(ctx context.Context) ([]CheckInfo, error)
 	// Series returns one numeric metric of one check over [From, To],
-	// raw or from a rollup chosen by Step (see Resolution).
+	// oldest first, raw or from a rollup chosen by Step (see
+	// ResolutionFor); rollup buckets are included when their start lies in
+	// [From truncated to the bucket, To]. Non-finite values (NaN, ±Inf)
+	// are never stored as points (the stores log them instead).
 	Series(ctx context.Context, q SeriesQuery) (Series, error)
-	// TextSeries returns the change points of a text metric.
+	// TextSeries returns the change points of a text metric in [From, To],
+	// oldest first: the value holds from each point until the next.
 	TextSeries(ctx context.Context, q SeriesQuery) ([]TextPoint, error)
 	// MetricNames lists the metric names stored for a check.
 	MetricNames(ctx context.Context, checkID uuid.UUID) ([]string, error)
-	// StatusHistory returns status rows of a check, newest first, at most limit.
+	// StatusHistory returns status rows of a check in [from, to], newest
+	// first, at most limit (limit <= 0: all of them).
 	StatusHistory(ctx context.Context, checkID uuid.UUID, from, to time.Time, limit int) ([]StatusPoint, error)
-	// Replay calls fn with every stored result in [from, to] in time order,
-	// metrics included (the backtester feeds them to alert rules).
+	// Traps returns stored SNMP traps in [from, to], newest first, at most
+	// limit (limit <= 0: all of them).
+	Traps(ctx context.Context, from, to time.Time, limit int) ([]Trap, error)
+	// Replay calls fn with every stored result in [from, to] in (time,
+	// check id) order, numeric metrics included and text metrics on the
+	// results where they changed (the backtester feeds them to alert
+	// rules). An error from fn stops the replay and is returned.
 	Replay(ctx context.Context, from, to time.Time, fn func(model.Result) error) error
-	// WriteAlerts stores alert transitions (idempotently on Key + Time).
+	// WriteAlerts stores alert transitions idempotently: the same
+	// transition (key, time, from, to, message) is stored once.
 	WriteAlerts(ctx context.Context, ts []AlertTransition) error
 	// Alerts returns alert transitions in [from, to], oldest first.
 	Alerts(ctx context.Context, from, to time.Time) ([]AlertTransition, error)
@@ -117,6 +128,17 @@ type Point struct {
 	Min   float64   `json:"min"`
 	Max   float64   `json:"max"`
 	Sum   float64   `json:"sum"`
+}
+
+// Trap is one stored SNMP trap (a result of type "snmptrap").
+type Trap struct {
+	Time    time.Time `json:"t"`
+	CheckID uuid.UUID `json:"check_id"`
+	Source  string    `json:"source"`   // the sending agent (Result.Target)
+	OID     string    `json:"trap_oid"` // Result.Tags["trap_oid"]
+	Name    string    `json:"name"`     // Result.Output: the translated trap name
+	// Varbinds are the trap's variables by name: float64 or string values.
+	Varbinds map[string]any `json:"varbinds"`
 }
 
 // TextPoint is a text metric taking a new value.

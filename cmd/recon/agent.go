@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,10 +48,13 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 		fmt.Fprintln(a.stderr, "recon agent:", err)
 		return exitUsage
 	}
+	// Types built by wire (lua, plugins, snmp) log through the default.
+	slog.SetDefault(log)
 	w := wire(a, pre)
 	w.log = log
 	defer w.close()
 	m := metrics.New()
+	w.attachMetrics(m)
 	rt, err := runtime.New(runtime.Options{
 		ConfigPath:  *cfgPath,
 		Registries:  w.registries,
@@ -151,6 +155,10 @@ func cmdConfigCheck(_ context.Context, a *app, args []string) int {
 			continue
 		}
 		closeRunner(r)
+	}
+	for _, err := range w.checkSources(cfg) {
+		fmt.Fprintf(a.stderr, "%s: %v\n", *cfgPath, err)
+		failed = true
 	}
 	if failed {
 		return exitFailed

@@ -41,6 +41,8 @@ func commands() []command {
 		{"version", "print version and build information", cmdVersion},
 		{"import", "import nagios FILES… | import nrpe FILE: translate Nagios/NRPE configuration", cmdImport},
 		{"ingest", "ingest -c FILE: scale-out consumer, NATS JetStream → the configured store", cmdIngest},
+		{"lua", "lua run FILE: run a Lua check script once", cmdLua},
+		{"plugin", "plugin inspect BIN: print a plugin's info, config schema and sha256", cmdPlugin},
 		{"rules", "rules test -c FILE [--from T --to T]: backtest alert rules on stored history", cmdRules},
 	}
 }

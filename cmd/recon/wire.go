@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
+	"github.com/reconmon/recon/agent/api/ui"
 	"github.com/reconmon/recon/agent/checktype"
 	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/metrics"
+	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/pipeline"
 	"github.com/reconmon/recon/agent/pipeline/spool"
 	"github.com/reconmon/recon/agent/runtime"
@@ -14,6 +20,9 @@ import (
 	"github.com/reconmon/recon/compat/nagios"
 	"github.com/reconmon/recon/compat/nrpe"
 	"github.com/reconmon/recon/compat/passive"
+	"github.com/reconmon/recon/compat/snmp"
+	"github.com/reconmon/recon/lua"
+	pluginhost "github.com/reconmon/recon/plugins/host"
 	"github.com/reconmon/recon/sinks/alerter"
 	"github.com/reconmon/recon/sinks/lineproto"
 	natssink "github.com/reconmon/recon/sinks/nats"
@@ -27,6 +36,8 @@ type wiring struct {
 	registries config.Registries
 	openQueue  runtime.QueueOpener
 	nagios     *nagios.Type
+	lua        *lua.Type
+	plugins    *pluginhost.Host
 	log        *slog.Logger
 	ui         http.Handler
 	closers    []func()
@@ -62,6 +73,17 @@ func wire(a *app, cfg *config.Config) *wiring {
 	checks.Register("passive", passive.Type{})
 	w.nagios = nt
 	w.log = slog.Default()
+	w.ui = ui.Handler()
+
+	// Lua commands (exec module) share the Nagios runner's concurrency
+	// limit and process-group handling.
+	w.lua = lua.New(lua.Options{Logger: w.log, Exec: nt.Run})
+	checks.Register("lua", w.lua)
+	w.plugins = pluginhost.New(pluginhost.Options{Logger: w.log})
+	checks.Register("plugin", pluginhost.NewCheckType(w.plugins))
+	sinks.Register("plugin", pluginhost.NewSinkType(w.plugins))
+	checks.Register("snmp", snmp.NewType(snmp.TypeOptions{Logger: w.log}))
+	w.closers = append(w.closers, func() { _ = w.plugins.Close() }, func() { _ = w.lua.Close() })
 
 	sinks.Register("lineproto", &lineproto.Type{Stdout: a.stdout})
 	sinks.Register("alerter", alerter.Type{})
@@ -78,6 +100,8 @@ func wire(a *app, cfg *config.Config) *wiring {
 			"nrpe":    {New: func() any { return &nrpe.Config{} }},
 			"passive": {New: func() any { return &passive.Config{} }},
 			"ingest":  {New: func() any { return &natssink.IngestConfig{} }},
+			// [[snmp_trap]]: one trap receiver per entry.
+			"snmp_trap": {New: func() any { return &snmp.ReceiverConfig{} }, Multi: true},
 		}}
 	return w
 }
@@ -104,7 +128,75 @@ func (w *wiring) sources(cfg *config.Config) ([]runtime.SourceSpec, error) {
 			},
 		})
 	}
+	traps, err := w.trapSources(cfg)
+	return append(specs, traps...), err
+}
+
+// trapSources gives one source per [[snmp_trap]] entry.
+func (w *wiring) trapSources(cfg *config.Config) ([]runtime.SourceSpec, error) {
+	var specs []runtime.SourceSpec
+	seen := map[string]bool{}
+	list, _ := cfg.Sections["snmp_trap"].([]any)
+	for i, v := range list {
+		c, ok := v.(*snmp.ReceiverConfig)
+		if !ok {
+			continue
+		}
+		rc := *c
+		rc.Agent = cfg.Agent.Name
+		if rc.Name == "" {
+			rc.Name = snmp.TrapType
+		}
+		if seen[rc.Name] {
+			return nil, fmt.Errorf("snmp_trap: two receivers are named %q: give each [[snmp_trap]] its own name", rc.Name)
+		}
+		seen[rc.Name] = true
+		specs = append(specs, runtime.SourceSpec{
+			Name:        "snmp_trap:" + rc.Name,
+			Fingerprint: fmt.Sprintf("%s|%s", cfg.Fingerprints[fmt.Sprintf("section:snmp_trap.%d", i)], rc.Agent),
+			Build: func(env runtime.SourceEnv) (runtime.Source, error) {
+				return snmp.NewReceiver(rc, env.Publish, w.log)
+			},
+		})
+	}
 	return specs, nil
+}
+
+// checkSources validates what sources can check without binding a port:
+// names and every [[snmp_trap]] (credentials, rules, MIB directories).
+func (w *wiring) checkSources(cfg *config.Config) []error {
+	specs, err := w.sources(cfg)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, s := range specs {
+		if !strings.HasPrefix(s.Name, "snmp_trap:") {
+			continue
+		}
+		src, err := s.Build(runtime.SourceEnv{Publish: func(context.Context, ...model.Result) error {
+			return errors.New("recon: validation only")
+		}})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_ = src.Close()
+	}
+	return errs
+}
+
+// attachMetrics exposes the check types' and plugin host's figures.
+func (w *wiring) attachMetrics(m *metrics.Metrics) {
+	m.AddComponent("lua", w.lua.Counters)
+	m.AttachPlugins(func() []metrics.PluginStat {
+		var out []metrics.PluginStat
+		for _, s := range w.plugins.Stats() {
+			out = append(out, metrics.PluginStat{Name: s.Name, Kind: s.Kind, Running: s.Running,
+				Restarts: s.Restarts, Failures: s.Failures})
+		}
+		return out
+	})
 }
 
 // alertsHandler serves the alerts and silences endpoints from the running

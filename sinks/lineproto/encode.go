@@ -1,138 +1,218 @@
-// Package lineproto encodes results as InfluxDB line protocol and decodes
-// line protocol into results, and provides the lineproto sink (stdout, a
-// file, or HTTP to any InfluxDB-compatible write endpoint).
+// Package lineproto encodes results as InfluxDB line protocol, decodes
+// line protocol into results (POST /api/v1/write), and is the lineproto
+// sink: stdout, a file, or HTTP to any InfluxDB-compatible write endpoint.
 //
-// A result becomes one line: measurement = check name; tags check_id,
-// target and the check's tags; fields = each metric plus status_code (0-3);
-// timestamp = the result's time in nanoseconds.
+// A result is one line: measurement = check name; tags check_id, target
+// (when not empty) and the result's tags; fields = every metric plus
+// status_code (0-3); timestamp = the result's time. Escaping is the
+// influxdata/line-protocol library's; names.go says how names that cannot
+// be written as they are get renamed.
 package lineproto
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/reconmon/recon/agent/model"
 )
 
-// StatusField is the field that carries the Nagios status code.
-const StatusField = "status_code"
-
-// renamedStatusMetric is what a metric literally named status_code becomes,
-// so it cannot overwrite the status.
-const renamedStatusMetric = "metric_status_code"
-
-// Encoder appends results as line protocol. The zero value is ready to use;
-// it is not safe for concurrent use.
+// Encoder appends results as line protocol. The zero value writes
+// nanosecond timestamps and is ready to use; it reuses its scratch space,
+// so it is not safe for concurrent use.
 type Encoder struct {
-	enc  lineprotocol.Encoder
-	keys []string
+	// Precision of the timestamps written (truncated to it).
+	Precision lineprotocol.Precision
+	// UintAsInt writes uint metrics as integers, for receivers without
+	// an unsigned type (InfluxDB 1.x answers 400 "invalid number" to a
+	// whole write with one 'u' value). A value above MaxInt64 is then
+	// left out and counted.
+	UintAsInt bool
+
+	enc     lineprotocol.Encoder
+	tags    []tag
+	keys    []string            // field keys of the current line
+	seen    map[string]struct{} // the same, when a result has many metrics
+	id      [36]byte
+	idKey   []byte
+	scratch []byte
 }
 
-// Append appends r as one line to b. It returns the number of metrics that
-// line protocol cannot carry (NaN and ±Inf floats): they are left out of
-// the line and the caller must count or report them.
+type tag struct{ key, orig, val string }
+
+// manyFields is where duplicate detection switches from a linear scan of
+// the keys written so far to a map.
+const manyFields = 32
+
+// Append appends r as one line to b.
+//
+// It returns how many metrics and tags it left out because line protocol
+// cannot carry them: NaN and ±Inf floats (line protocol has no literal for
+// them), a second metric or tag whose key is the same as an earlier one's
+// (InfluxDB would keep only the last), and with UintAsInt a uint above
+// MaxInt64. The caller must count or report them; nothing else is left
+// out. A tag with an empty value is not written: line protocol has no
+// empty tag value, and InfluxDB treats an absent tag as empty.
+//
+// The error is for a result that cannot be a line at all (a time outside
+// 1677-2262, a status that is not 0-3); b is then returned unchanged.
 func (e *Encoder) Append(b []byte, r *model.Result) ([]byte, int, error) {
+	if e.Precision > lineprotocol.Second {
+		return b, 0, fmt.Errorf("lineproto: invalid precision %d", e.Precision)
+	}
+	if !r.Status.Valid() {
+		return b, 0, fmt.Errorf("lineproto: check %q: invalid status %d (want 0-3)", r.Check, r.Status)
+	}
 	e.enc.SetBuffer(b)
-	e.enc.SetPrecision(lineprotocol.Nanosecond)
-	e.enc.StartLine(sanitize(r.Check, "check"))
-	e.keys = e.keys[:0]
-	tags := map[string]string{}
+	e.enc.SetPrecision(e.Precision)
+	e.enc.StartLine(measurement(r.Check))
+	skipped := e.addTags(r)
+	skipped += e.addFields(r)
+	e.enc.EndLine(r.Time)
+	if err := e.enc.Err(); err != nil {
+		e.enc.SetBuffer(nil)
+		return b, 0, fmt.Errorf("lineproto: encode check %q: %w", r.Check, err)
+	}
+	out := e.enc.Bytes()
+	e.enc.SetBuffer(nil) // do not keep the caller's buffer alive
+	return out, skipped, nil
+}
+
+func (e *Encoder) addTags(r *model.Result) (skipped int) {
+	e.tags = e.tags[:0]
 	for k, v := range r.Tags {
-		tags[sanitize(k, "tag")] = v
-	}
-	tags["check_id"] = r.CheckID.String()
-	if r.Target != "" {
-		tags["target"] = r.Target
-	}
-	for k := range tags {
-		e.keys = append(e.keys, k)
-	}
-	sort.Strings(e.keys)
-	for _, k := range e.keys {
-		if v := tags[k]; v != "" {
-			e.enc.AddTag(k, sanitize(v, "_"))
+		if v == "" {
+			continue
 		}
+		e.tags = append(e.tags, tag{key: tagKey(k), orig: k, val: v})
 	}
-	skipped := 0
+	if r.Target != "" {
+		e.tags = append(e.tags, tag{key: TargetTag, val: r.Target})
+	}
+	// check_id is written from e.id below; val stays empty.
+	e.tags = append(e.tags, tag{key: CheckIDTag})
+	// The library requires tags in key order. Sanitised keys can collide;
+	// ordering ties by the original key keeps the choice deterministic.
+	slices.SortFunc(e.tags, func(a, b tag) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.orig, b.orig)
+	})
+	for i, t := range e.tags {
+		if i > 0 && t.key == e.tags[i-1].key {
+			skipped++
+			continue
+		}
+		if t.key == CheckIDTag {
+			if e.idKey == nil {
+				e.idKey = []byte(CheckIDTag)
+			}
+			e.enc.AddTagRaw(e.idKey, appendUUID(e.id[:0], r.CheckID))
+			continue
+		}
+		e.enc.AddTag(t.key, sanitize(t.val, ""))
+	}
+	clear(e.tags) // drop references to the result's strings
+	return skipped
+}
+
+func (e *Encoder) addFields(r *model.Result) (skipped int) {
+	e.keys = e.keys[:0]
+	if len(r.Metrics) > manyFields {
+		if e.seen == nil {
+			e.seen = make(map[string]struct{}, len(r.Metrics))
+		}
+		clear(e.seen)
+	}
 	for i := range r.Metrics {
 		m := &r.Metrics[i]
-		name := sanitize(m.Name, "metric")
-		if name == StatusField {
-			name = renamedStatusMetric
+		key := FieldKey(m.Name)
+		if e.duplicate(key, len(r.Metrics) > manyFields) {
+			skipped++
+			continue
 		}
 		var v lineprotocol.Value
 		switch m.Value.Kind() {
 		case model.KindInt:
 			v = lineprotocol.IntValue(m.Value.Int())
 		case model.KindUint:
-			v = lineprotocol.UintValue(m.Value.Uint())
-		case model.KindString:
-			sv, ok := lineprotocol.StringValue(strings.ToValidUTF8(m.Value.Str(), "\uFFFD"))
-			if !ok {
+			u := m.Value.Uint()
+			switch {
+			case !e.UintAsInt:
+				v = lineprotocol.UintValue(u)
+			case u <= math.MaxInt64:
+				v = lineprotocol.IntValue(int64(u))
+			default:
 				skipped++
 				continue
 			}
-			v = sv
+		case model.KindString:
+			// Invalid UTF-8 cannot be carried; U+FFFD keeps the rest.
+			// Copying into scratch avoids an allocation per value (the
+			// library appends the bytes before the next use).
+			e.scratch = append(e.scratch[:0], m.Value.Str()...)
+			if !utf8.Valid(e.scratch) {
+				e.scratch = append(e.scratch[:0], strings.ToValidUTF8(m.Value.Str(), "\uFFFD")...)
+			}
+			v, _ = lineprotocol.NewValueFromBytes(lineprotocol.String, e.scratch)
 		default:
 			f, _ := m.Value.Float()
 			fv, ok := lineprotocol.FloatValue(f)
-			if !ok || math.IsNaN(f) {
+			if !ok { // NaN, ±Inf
 				skipped++
 				continue
 			}
 			v = fv
 		}
-		e.enc.AddField(name, v)
+		e.enc.AddField(key, v)
+		e.keys = append(e.keys, key)
 	}
 	e.enc.AddField(StatusField, lineprotocol.IntValue(int64(r.Status)))
-	e.enc.EndLine(r.Time)
-	if err := e.enc.Err(); err != nil {
-		e.enc.ClearErr()
-		return b, skipped, fmt.Errorf("lineproto: encode %s: %w", r.Check, err)
+	clear(e.keys)
+	if e.seen != nil {
+		clear(e.seen)
 	}
-	return e.enc.Bytes(), skipped, nil
+	return skipped
 }
 
-// AppendResult is Append with a one-off Encoder.
+// duplicate reports whether key was already written on this line, and
+// remembers it otherwise.
+func (e *Encoder) duplicate(key string, useMap bool) bool {
+	if useMap {
+		if _, ok := e.seen[key]; ok {
+			return true
+		}
+		e.seen[key] = struct{}{}
+		return false
+	}
+	return slices.Contains(e.keys, key)
+}
+
+// AppendResult is Append with a one-off Encoder (nanosecond timestamps).
 func AppendResult(b []byte, r *model.Result) ([]byte, int, error) {
 	var e Encoder
 	return e.Append(b, r)
 }
 
-// sanitize makes s a valid line-protocol key or tag value: control
-// characters become '_', invalid UTF-8 becomes U+FFFD, a trailing backslash
-// (which would escape the separator) becomes '_', and an empty string
-// becomes empty (the caller's fallback name is used for keys).
-func sanitize(s, empty string) string {
-	if s == "" {
-		if empty == "_" {
-			return ""
-		}
-		return empty
-	}
-	ok := utf8.ValidString(s) && s[len(s)-1] != '\\'
-	for i := 0; ok && i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			ok = false
-		}
-	}
-	if ok {
-		return s
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '_'
-		}
-		return r
-	}, s)
-	if strings.HasSuffix(s, "\\") {
-		s = s[:len(s)-1] + "_"
-	}
-	return s
+// appendUUID appends the canonical 36-character form of id without the
+// allocation of id.String().
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var buf [36]byte
+	hex.Encode(buf[0:8], id[0:4])
+	buf[8] = '-'
+	hex.Encode(buf[9:13], id[4:6])
+	buf[13] = '-'
+	hex.Encode(buf[14:18], id[6:8])
+	buf[18] = '-'
+	hex.Encode(buf[19:23], id[8:10])
+	buf[23] = '-'
+	hex.Encode(buf[24:], id[10:])
+	return append(b, buf[:]...)
 }

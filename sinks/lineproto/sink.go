@@ -1,8 +1,6 @@
 package lineproto
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/reconmon/recon/agent/config"
 	"github.com/reconmon/recon/agent/model"
@@ -42,128 +42,182 @@ type Settings struct {
 	Gzip bool `toml:"gzip"`
 }
 
-// Type is the lineproto sink type. Stdout is where output = "stdout" goes;
-// nil means os.Stdout.
+// DefaultTimeout bounds one HTTP request when timeout is not set.
+const DefaultTimeout = 10 * time.Second
+
+// Type is the lineproto sink type. Its fields are options for embedding
+// and tests; the zero value is what the agent uses.
 type Type struct {
+	// Stdout is where output = "stdout" goes; nil means os.Stdout.
 	Stdout io.Writer
-	Client *http.Client // nil: a client with the configured timeout
+	// Client, when set, sends the HTTP requests instead of a client built
+	// by Connect (custom TLS, proxies); its own timeout applies.
+	Client *http.Client
 }
 
 func (t *Type) NewSettings() any { return &Settings{} }
 
-// New validates the settings; it opens nothing.
+// New validates the settings and builds the sink; it opens nothing.
 func (t *Type) New(spec *sink.Spec, env sink.Env) (sink.Sink, error) {
-	s, ok := spec.Settings.(*Settings)
-	if !ok || s == nil {
-		s = &Settings{}
+	var st Settings
+	if s, ok := spec.Settings.(*Settings); ok && s != nil {
+		st = *s
 	}
-	st := *s
 	if st.Output == "" {
 		st.Output = "stdout"
 	}
 	if st.Timeout == 0 {
-		st.Timeout = config.Duration(10 * time.Second)
+		st.Timeout = config.Duration(DefaultTimeout)
 	}
-	if st.AuthScheme == "" {
-		st.AuthScheme = "Token"
+	s := &Sink{settings: st, log: env.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
 	}
-	out := &Sink{settings: st, log: env.Logger}
-	if out.log == nil {
-		out.log = slog.Default()
+	s.log = s.log.With("sink", spec.Name)
+	httpOnly := map[string]bool{"url": st.URL != "", "token": st.Token != "", "auth_scheme": st.AuthScheme != "",
+		"headers": len(st.Headers) > 0, "gzip": st.Gzip}
+	for _, key := range []string{"url", "token", "auth_scheme", "headers", "gzip"} {
+		if httpOnly[key] && st.Output != "http" {
+			return nil, fmt.Errorf("lineproto: %s is only used with output = \"http\"", key)
+		}
+	}
+	if st.Path != "" && st.Output != "file" {
+		return nil, errors.New(`lineproto: path is only used with output = "file"`)
 	}
 	switch st.Output {
 	case "stdout":
-		out.stdout = t.Stdout
-		if out.stdout == nil {
-			out.stdout = os.Stdout
+		s.stdout = t.Stdout
+		if s.stdout == nil {
+			s.stdout = os.Stdout
 		}
 	case "file":
 		if st.Path == "" {
-			return nil, errors.New(`output = "file" needs path`)
+			return nil, errors.New(`lineproto: output = "file" needs path`)
 		}
 		if !filepath.IsAbs(st.Path) {
-			st.Path = filepath.Join(env.DataDir, st.Path)
-			out.settings.Path = st.Path
+			s.settings.Path = filepath.Join(env.DataDir, st.Path)
 		}
 	case "http":
-		u, err := url.Parse(st.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("url %q: want an http:// or https:// write endpoint", st.URL)
+		h, err := newHTTPOutput(&st, t.Client)
+		if err != nil {
+			return nil, fmt.Errorf("lineproto: %w", err)
 		}
-		q := u.Query()
-		if q.Get("precision") == "" {
-			q.Set("precision", "ns")
-			u.RawQuery = q.Encode()
-		}
-		out.url = u.String()
-		out.client = t.Client
-		if out.client == nil {
-			out.client = &http.Client{Timeout: st.Timeout.D()}
-		}
+		s.http = h
+		s.enc.Precision = h.precision
+		s.enc.UintAsInt = h.uintAsInt
 	default:
-		return nil, fmt.Errorf("output %q: want stdout, file or http", st.Output)
+		return nil, fmt.Errorf("lineproto: output %q: want stdout, file or http", st.Output)
 	}
-	return out, nil
+	return s, nil
 }
 
-// Sink writes batches as line protocol.
+// Sink writes batches as line protocol, one line per result.
 type Sink struct {
 	settings Settings
 	log      *slog.Logger
 	stdout   io.Writer
-	url      string
-	client   *http.Client
+	http     *httpOutput
 
-	mu      sync.Mutex
-	file    *os.File
-	enc     Encoder
-	buf     []byte
+	mu   sync.Mutex // one batch at a time; Reload and Close wait for it
+	file syncFile
+	enc  Encoder
+	buf  []byte
+	ends []int // ends[i] is where result i's line ends in buf
+
 	skipped atomic.Uint64
 }
 
-// Skipped counts metric values left out because line protocol cannot
-// represent them (NaN, ±Inf).
+// syncFile is what the file output needs of an *os.File (tests observe
+// the calls).
+type syncFile interface {
+	io.WriteCloser
+	Sync() error
+	Stat() (os.FileInfo, error)
+	Truncate(size int64) error
+}
+
+// Skipped counts metric and tag values left out because line protocol
+// cannot carry them (NaN, ±Inf, a second value under the same key).
 func (s *Sink) Skipped() uint64 { return s.skipped.Load() }
 
-func (s *Sink) Connect(context.Context) error {
+// Connect opens the file or builds the HTTP client. It may be called
+// again after a failure.
+func (s *Sink) Connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.settings.Output {
+	case "file":
+		if s.file != nil {
+			return nil
+		}
+		f, err := openAppend(s.settings.Path)
+		if err != nil {
+			return fmt.Errorf("lineproto: %w", err)
+		}
+		s.file = f
+	case "http":
+		s.http.connect()
+	}
+	return nil
+}
+
+// openAppend opens path for appending, creating it (0640) and its
+// directory; a new file's directory entry is synced too, so a batch
+// reported written survives a crash together with the file that holds it.
+func openAppend(path string) (*os.File, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create directory of %s: %w", path, err)
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		if d, err := os.Open(dir); err == nil {
+			err = d.Sync()
+			d.Close()
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("sync directory %s: %w", dir, err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// Reload reopens the output file (on SIGHUP), so that logrotate can move
+// it away: the next batch goes to a new file at path.
+func (s *Sink) Reload() error {
 	if s.settings.Output != "file" {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.file != nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(s.settings.Path), 0o750); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(s.settings.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	f, err := openAppend(s.settings.Path)
 	if err != nil {
-		return err
+		return fmt.Errorf("lineproto: reopen: %w", err)
+	}
+	if s.file != nil {
+		s.file.Close()
 	}
 	s.file = f
 	return nil
 }
 
-func (s *Sink) encode(batch []model.Result) ([]byte, error) {
-	b := s.buf[:0]
-	for i := range batch {
-		var n int
-		var err error
-		b, n, err = s.enc.Append(b, &batch[i])
-		if err != nil {
-			return nil, sink.Permanent(err)
-		}
-		if n > 0 {
-			s.skipped.Add(uint64(n))
-			s.log.Warn("metric values line protocol cannot represent (NaN/Inf) were left out", "check", batch[i].Check, "count", n)
-		}
-	}
-	s.buf = b
-	return b, nil
-}
-
+// WriteBatch writes every result of the batch or nothing it can avoid
+// writing: a result that cannot be encoded fails the batch with a
+// permanent error before anything is written (the pipeline then isolates
+// it). The file and HTTP outputs are at-least-once: a failed batch is
+// written again whole.
 func (s *Sink) WriteBatch(ctx context.Context, batch []model.Result) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	body, err := s.encode(batch)
@@ -172,113 +226,155 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []model.Result) error {
 	}
 	switch s.settings.Output {
 	case "stdout":
-		// One write per batch so lines never interleave with other writers.
-		_, err := s.stdout.Write(body)
-		return err
+		// One write per batch: lines never interleave with other writers.
+		if _, err := s.stdout.Write(body); err != nil {
+			return fmt.Errorf("lineproto: write to stdout: %w", err)
+		}
+		return nil
 	case "file":
-		if s.file == nil {
-			return errors.New("file not open")
-		}
-		if _, err := s.file.Write(body); err != nil {
-			return err
-		}
-		return s.file.Sync()
+		return s.writeFile(body)
 	default:
-		return s.post(ctx, body, len(batch), batch)
+		return s.http.post(ctx, body, s.ends)
 	}
 }
 
-func (s *Sink) post(ctx context.Context, body []byte, n int, batch []model.Result) error {
-	payload := body
-	if s.settings.Gzip {
-		var zb bytes.Buffer
-		zw := gzip.NewWriter(&zb)
-		zw.Write(body)
-		zw.Close()
-		payload = zb.Bytes()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(payload))
-	if err != nil {
-		return sink.Permanent(err)
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	if s.settings.Gzip {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	if s.settings.Token != "" {
-		req.Header.Set("Authorization", s.settings.AuthScheme+" "+s.settings.Token)
-	}
-	for k, v := range s.settings.Headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("lineproto: POST %s: %w", redact(s.url), err)
-	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return nil
-	case code == http.StatusRequestEntityTooLarge && n > 1:
-		// Too large for the server: write each half on its own.
-		mid := n / 2
-		for _, half := range [][]model.Result{batch[:mid], batch[mid:]} {
-			b, err := s.encodeCopy(half)
-			if err != nil {
-				return err
-			}
-			if err := s.post(ctx, b, len(half), half); err != nil {
-				return err
-			}
-		}
-		return nil
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		return fmt.Errorf("lineproto: POST %s: %s: %s", redact(s.url), resp.Status, strings.TrimSpace(string(excerpt)))
-	default:
-		return sink.Permanent(fmt.Errorf("lineproto: POST %s: %s: %s", redact(s.url), resp.Status, strings.TrimSpace(string(excerpt))))
-	}
-}
-
-// encodeCopy encodes into a fresh buffer (the shared one holds the parent
-// batch while halves are written).
-func (s *Sink) encodeCopy(batch []model.Result) ([]byte, error) {
-	var e Encoder
-	var b []byte
+func (s *Sink) encode(batch []model.Result) ([]byte, error) {
+	b := s.buf[:0]
+	s.ends = s.ends[:0]
+	skipped, skippedResults := 0, 0
+	var firstSkipped string
 	for i := range batch {
+		var n int
 		var err error
-		if b, _, err = e.Append(b, &batch[i]); err != nil {
+		if b, n, err = s.enc.Append(b, &batch[i]); err != nil {
 			return nil, sink.Permanent(err)
 		}
+		s.ends = append(s.ends, len(b))
+		if n > 0 {
+			if skipped == 0 {
+				firstSkipped = batch[i].Check
+			}
+			skipped += n
+			skippedResults++
+		}
+	}
+	s.buf = b
+	if skipped > 0 {
+		// Once per batch, not per result: a check that always reports NaN
+		// must not flood the log.
+		s.skipped.Add(uint64(skipped))
+		s.log.Warn("values line protocol cannot carry were left out (NaN/Inf, or a duplicate key)",
+			"count", skipped, "results", skippedResults, "first_check", firstSkipped, "total", s.skipped.Load())
 	}
 	return b, nil
 }
 
-// redact hides credentials in a URL: the password of userinfo and the
-// InfluxDB 1 query parameters p= and token=.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
+func (s *Sink) writeFile(body []byte) error {
+	if s.file == nil {
+		return errors.New("lineproto: file not open")
+	}
+	n, err := s.file.Write(body)
 	if err != nil {
-		return "(invalid url)"
-	}
-	q := u.Query()
-	for _, k := range []string{"p", "password", "token"} {
-		if q.Has(k) {
-			q.Set(k, "xxxxx")
+		// Cut a partly written batch off again, so that the retry does
+		// not leave a torn line in the middle of the file.
+		if n > 0 {
+			if fi, serr := s.file.Stat(); serr == nil && fi.Size() >= int64(n) {
+				if terr := s.file.Truncate(fi.Size() - int64(n)); terr != nil {
+					s.log.Error("could not remove a partly written batch", "path", s.settings.Path, "err", terr)
+				}
+			}
 		}
+		return fmt.Errorf("lineproto: write %s: %w", s.settings.Path, err)
 	}
-	u.RawQuery = q.Encode()
-	return u.Redacted()
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("lineproto: fsync %s: %w", s.settings.Path, err)
+	}
+	return nil
 }
 
+// Close closes the file or the idle HTTP connections. The sink may be
+// connected again.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.http != nil {
+		s.http.close()
+	}
 	if s.file != nil {
 		err := s.file.Close()
 		s.file = nil
-		return err
+		if err != nil {
+			return fmt.Errorf("lineproto: close %s: %w", s.settings.Path, err)
+		}
 	}
 	return nil
+}
+
+// newHTTPOutput validates the HTTP settings.
+func newHTTPOutput(st *Settings, client *http.Client) (*httpOutput, error) {
+	u, err := url.Parse(st.URL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue repeats the URL, credentials and all
+		}
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("url %s: want an http:// or https:// write endpoint", redact(st.URL))
+	}
+	h := &httpOutput{timeout: st.Timeout.D(), gzip: st.Gzip, custom: client, client: client}
+	q := u.Query()
+	if p := q.Get("precision"); p != "" {
+		if h.precision, err = ParsePrecision(p); err != nil {
+			return nil, fmt.Errorf("url %s: %w", redact(st.URL), err)
+		}
+	} else {
+		// Used as given, plus the precision the body is written in.
+		if u.RawQuery != "" {
+			u.RawQuery += "&"
+		}
+		u.RawQuery += "precision=ns"
+	}
+	h.uintAsInt = !nativeUint(u.Path)
+	h.url = u.String()
+	h.shown = redact(h.url)
+	h.header = http.Header{}
+	for k, v := range st.Headers {
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+			return nil, fmt.Errorf("headers: %q is not a valid HTTP header", k)
+		}
+		switch http.CanonicalHeaderKey(k) {
+		case "Content-Encoding", "Content-Length", "Transfer-Encoding", "Host":
+			return nil, fmt.Errorf("headers: %s is set by the sink", k)
+		case "Authorization":
+			if st.Token != "" {
+				return nil, errors.New("headers: Authorization and token are both set")
+			}
+		}
+		h.header.Set(k, v)
+	}
+	if st.AuthScheme != "" && st.Token == "" {
+		return nil, errors.New("auth_scheme is set but token is not")
+	}
+	if st.Token != "" {
+		scheme := st.AuthScheme
+		if scheme == "" {
+			scheme = "Token"
+		}
+		if !httpguts.ValidHeaderFieldName(scheme) { // a scheme is an HTTP token
+			return nil, fmt.Errorf("auth_scheme %q is not a valid scheme name", scheme)
+		}
+		if !httpguts.ValidHeaderFieldValue(st.Token) || strings.TrimSpace(st.Token) != st.Token {
+			return nil, errors.New("token contains characters an HTTP header cannot carry")
+		}
+		h.header.Set("Authorization", scheme+" "+st.Token)
+	}
+	if h.header.Get("Content-Type") == "" {
+		h.header.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	if st.Gzip {
+		h.header.Set("Content-Encoding", "gzip")
+	}
+	return h, nil
 }

@@ -118,15 +118,12 @@ type Store struct {
 	settings Settings
 	log      *slog.Logger
 
-	mu        sync.Mutex
-	pool      *pgxpool.Pool
-	parts     map[string]bool // partitions known to exist
-	lastPrune time.Time
-	stopRoll  context.CancelFunc
-	rollDone  chan struct{}
+	mu       sync.Mutex
+	pool     *pgxpool.Pool
+	parts    map[string]bool // days whose partitions are known to exist
+	stopRoll context.CancelFunc
+	rollDone chan struct{}
 }
-
-func (s *Store) q(sql string) string { return strings.ReplaceAll(sql, "recon.", s.settings.Schema+".") }
 
 // Connect opens the pool and migrates the schema.
 func (s *Store) Connect(ctx context.Context) error {
@@ -156,15 +153,19 @@ func (s *Store) Connect(ctx context.Context) error {
 		pool.Close()
 		return err
 	}
-	s.pool = pool
-	s.parts = map[string]bool{}
-	rctx, cancel := context.WithCancel(context.Background())
-	s.stopRoll, s.rollDone = cancel, make(chan struct{})
-	go func() { defer close(s.rollDone); s.rollupLoop(rctx, 2*time.Second) }()
-	if err := s.ensurePartitionsLocked(cctx, dayRange(time.Now().UTC().AddDate(0, 0, -1), time.Now().UTC().AddDate(0, 0, s.settings.PartitionAhead))); err != nil {
-		s.closeLocked()
+	now := time.Now().UTC()
+	if err := s.createPartitions(cctx, pool, dayRange(now.AddDate(0, 0, -1), now.AddDate(0, 0, s.settings.PartitionAhead))); err != nil {
+		pool.Close()
 		return err
 	}
+	s.pool = pool
+	s.parts = map[string]bool{}
+	for _, d := range dayRange(now.AddDate(0, 0, -1), now.AddDate(0, 0, s.settings.PartitionAhead)) {
+		s.parts[d.Format("20060102")] = true
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.stopRoll, s.rollDone = cancel, make(chan struct{})
+	go func() { defer close(s.rollDone); s.background(rctx, 2*time.Second) }()
 	return nil
 }
 
@@ -184,11 +185,11 @@ func (s *Store) migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("postgres: create schema: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+sch+`.schema_version (version integer NOT NULL, applied timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return err
+		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	var v int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+sch+`.schema_version`).Scan(&v); err != nil {
-		return err
+		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	files, _ := migrationFiles.ReadDir("migrations")
 	sort.Slice(files, func(i, j int) bool { return files[i].Name() < files[j].Name() })
@@ -198,17 +199,20 @@ func (s *Store) migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	for i := v; i < len(files); i++ {
 		b, _ := migrationFiles.ReadFile("migrations/" + files[i].Name())
 		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+sch); err != nil {
-			return err
+			return fmt.Errorf("postgres: migrate: %w", err)
 		}
 		if _, err := tx.Exec(ctx, string(b)); err != nil {
 			return fmt.Errorf("postgres: migration %s: %w", files[i].Name(), err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+sch+`.schema_version (version) VALUES ($1)`, i+1); err != nil {
-			return err
+			return fmt.Errorf("postgres: migrate: %w", err)
 		}
 		s.log.Info("postgres schema migrated", "schema", s.settings.Schema, "version", i+1)
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
 }
 
 // partitioned are the tables with day partitions.
@@ -225,27 +229,59 @@ func dayRange(from, to time.Time) []time.Time {
 
 func partName(table string, day time.Time) string { return table + "_" + day.Format("20060102") }
 
-// ensurePartitionsLocked creates missing day partitions (s.mu held).
-func (s *Store) ensurePartitionsLocked(ctx context.Context, days []time.Time) error {
+// ensurePartitions creates the day partitions of days that this store
+// has not seen yet (CREATE … IF NOT EXISTS under an advisory lock, so
+// several agents may do it at once).
+func (s *Store) ensurePartitions(ctx context.Context, days []time.Time) error {
+	pool, err := s.handle()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
 	var missing []time.Time
 	for _, d := range days {
 		if !s.parts[d.Format("20060102")] {
 			missing = append(missing, d)
 		}
 	}
+	s.mu.Unlock()
 	if len(missing) == 0 {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
+	if err := s.createPartitions(ctx, pool, missing); err != nil {
+		if permanent(err) {
+			return sink.Permanent(err)
+		}
+		return err
+	}
+	s.mu.Lock()
+	for _, d := range missing {
+		s.parts[d.Format("20060102")] = true
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// forgetPartitions drops days from the cache of existing partitions.
+func (s *Store) forgetPartitions(days []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range days {
+		delete(s.parts, d.Format("20060102"))
+	}
+}
+
+func (s *Store) createPartitions(ctx context.Context, pool *pgxpool.Pool, days []time.Time) error {
+	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: partitions: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('recon-partitions-' || $1))`, s.settings.Schema); err != nil {
-		return err
+		return fmt.Errorf("postgres: partitions: %w", err)
 	}
-	sch := pgx.Identifier{s.settings.Schema}.Sanitize()
-	for _, d := range missing {
+	sch := s.sch()
+	for _, d := range days {
 		for _, t := range partitioned {
 			q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s PARTITION OF %s.%s FOR VALUES FROM ('%s') TO ('%s')`,
 				sch, pgx.Identifier{partName(t, d)}.Sanitize(), sch, t, d.Format(time.RFC3339), d.AddDate(0, 0, 1).Format(time.RFC3339))
@@ -255,10 +291,7 @@ func (s *Store) ensurePartitionsLocked(ctx context.Context, days []time.Time) er
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	for _, d := range missing {
-		s.parts[d.Format("20060102")] = true
+		return fmt.Errorf("postgres: partitions: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/reconmon/recon/agent/config"
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/sink"
+	"github.com/reconmon/recon/agent/store"
 	"github.com/reconmon/recon/agent/store/storetest"
 	"github.com/reconmon/recon/internal/testutil/pgtest"
 )
@@ -21,11 +23,10 @@ import (
 var cluster *pgtest.Cluster
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if cluster != nil {
-		cluster.Remove()
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(helperMain())
 	}
-	os.Exit(code)
+	os.Exit(pgtest.Main(m, &cluster))
 }
 
 func pg(t testing.TB) *pgtest.Cluster { return pgtest.Shared(t, &cluster) }
@@ -34,7 +35,12 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func open(t testing.TB, dsn string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Settings{DSN: dsn}, quiet())
+	return openWith(t, Settings{DSN: dsn})
+}
+
+func openWith(t testing.TB, st Settings) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), st, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +53,22 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t, c.NewDatabase(t)) })
 }
 
+// TestConformanceOtherSchema: the schema setting is honoured by every
+// statement (the cases below touch all of them).
+func TestConformanceOtherSchema(t *testing.T) {
+	c := pg(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		dsn := c.NewDatabase(t)
+		s := openWith(t, Settings{DSN: dsn, Schema: "trend_2"})
+		t.Cleanup(func() {
+			if n := count(t, dsn, `SELECT count(*) FROM pg_namespace WHERE nspname = 'recon'`); n != 0 {
+				t.Errorf("schema recon created although schema = trend_2")
+			}
+		})
+		return s
+	}, "WriteAndQuery", "Idempotent", "RollupsLateAndReplayed", "TextLateData", "Replay", "Traps", "Alerts", "Awkward", "Empty")
+}
+
 func results(check string, from, n int, at time.Time) []model.Result {
 	rs := make([]model.Result, n)
 	for i := range rs {
@@ -56,7 +78,7 @@ func results(check string, from, n int, at time.Time) []model.Result {
 	return rs
 }
 
-func count(t *testing.T, dsn, q string) int {
+func count(t testing.TB, dsn, q string, args ...any) int {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -64,21 +86,34 @@ func count(t *testing.T, dsn, q string) int {
 	}
 	defer conn.Close(context.Background())
 	var n int
-	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
-		t.Fatal(err)
+	if err := conn.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
 	}
 	return n
 }
 
-func TestConcurrentMigratorsAndOldData(t *testing.T) {
-	c := pg(t)
-	dsn := c.NewDatabase(t)
+func sqlExec(t testing.TB, dsn, q string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func TestConcurrentMigrators(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
 	var wg sync.WaitGroup
+	start := make(chan struct{})
 	errs := make(chan error, 4)
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			s, err := Open(context.Background(), Settings{DSN: dsn}, quiet())
 			if err != nil {
 				errs <- err
@@ -87,42 +122,88 @@ func TestConcurrentMigratorsAndOldData(t *testing.T) {
 			s.Close()
 		}()
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent migration: %v", err)
 	}
 	files, _ := migrationFiles.ReadDir("migrations")
-	if n := count(t, dsn, `SELECT count(DISTINCT version) FROM recon.schema_version`); n != len(files) {
-		t.Errorf("distinct schema versions: %d, want %d", n, len(files))
-	}
 	if n := count(t, dsn, `SELECT count(*) FROM recon.schema_version`); n != len(files) {
-		t.Errorf("schema_version rows: %d: a migration ran twice", n)
+		t.Errorf("schema_version rows: %d, want %d (a migration ran twice or not at all)", n, len(files))
 	}
-	// Data from long ago and far ahead gets partitions on demand.
-	s := open(t, dsn)
+	if n := count(t, dsn, `SELECT max(version) FROM recon.schema_version`); n != len(files) {
+		t.Errorf("schema version %d, want %d", n, len(files))
+	}
+	// A schema newer than this binary is refused, not downgraded.
+	sqlExec(t, dsn, `INSERT INTO recon.schema_version (version) VALUES (999)`)
+	if _, err := Open(context.Background(), Settings{DSN: dsn}, quiet()); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("newer schema: %v", err)
+	}
+}
+
+func TestPartitions(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
+	s := openWith(t, Settings{DSN: dsn, PartitionAhead: 3})
+	ctx := context.Background()
+	today := time.Now().UTC()
+	for d := 0; d <= 3; d++ {
+		name := "status_" + today.AddDate(0, 0, d).Format("20060102")
+		if n := count(t, dsn, `SELECT count(*) FROM pg_class WHERE relname = $1`, name); n != 1 {
+			t.Errorf("partition %s not created ahead", name)
+		}
+	}
+	// Data from long ago and far ahead gets partitions on demand, only
+	// for the days present.
 	old := time.Date(2019, 5, 1, 12, 0, 0, 0, time.UTC)
-	future := time.Now().AddDate(0, 2, 0)
-	if err := s.WriteBatch(context.Background(), append(results("old", 0, 3, old), results("future", 0, 3, future)...)); err != nil {
+	future := today.AddDate(1, 0, 0)
+	if err := s.WriteBatch(ctx, append(results("old", 0, 3, old), results("future", 0, 3, future)...)); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 6 {
 		t.Errorf("status rows: %d", n)
 	}
-	if n := count(t, dsn, `SELECT count(*) FROM pg_class WHERE relname = 'status_20190501'`); n != 1 {
-		t.Error("partition for old data not created")
+	for _, tbl := range partitioned {
+		if n := count(t, dsn, `SELECT count(*) FROM pg_class WHERE relname = $1`, tbl+"_20190501"); n != 1 {
+			t.Errorf("partition %s_20190501 not created", tbl)
+		}
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM pg_class WHERE relname LIKE 'status\_2019%' AND relkind = 'r'`); n != 1 {
+		t.Errorf("%d partitions for 2019: only the day present should be created", n)
+	}
+	// A partition dropped behind the store's back (another agent's
+	// retention, an operator) is created again on the next write.
+	sqlExec(t, dsn, `DROP TABLE recon.status_20190501, recon.metric_numeric_20190501, recon.metric_text_20190501, recon.trap_20190501`)
+	if err := s.WriteBatch(ctx, results("old", 10, 3, old)); err != nil {
+		t.Fatalf("write after a partition was dropped: %v", err)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status WHERE ts < '2020-01-01'`); n != 3 {
+		t.Errorf("rows in the re-created partition: %d", n)
 	}
 }
 
-func TestDownAtStartAndRestartMidRun(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{Fsync: true})
-	dsn := c.DSN("postgres")
-	c.Stop()
-	st, _ := Type{}.New(&sink.Spec{Settings: &Settings{DSN: dsn}}, sink.Env{Logger: quiet()})
-	s := st.(*Store)
+func TestDownAtStart(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.ConnString()
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	sk, err := Type{}.New(&sink.Spec{Settings: &Settings{DSN: dsn}}, sink.Env{Logger: quiet()})
+	if err != nil {
+		t.Fatalf("New must not connect: %v", err)
+	}
+	s := sk.(*Store)
 	ctx := context.Background()
 	if err := s.Connect(ctx); err == nil {
 		t.Fatal("connected to a stopped server")
+	} else if sink.IsPermanent(err) {
+		t.Fatalf("a server that is down is not a permanent error: %v", err)
+	}
+	if err := s.WriteBatch(ctx, results("r", 0, 1, time.Now())); err == nil || sink.IsPermanent(err) {
+		t.Fatalf("write before connecting: %v", err)
+	}
+	if _, err := s.Checks(ctx); err == nil {
+		t.Fatal("query before connecting succeeded")
 	}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -131,95 +212,293 @@ func TestDownAtStartAndRestartMidRun(t *testing.T) {
 		t.Fatalf("connect after start: %v", err)
 	}
 	defer s.Close()
-	at := time.Now().Truncate(time.Second)
-	if err := s.WriteBatch(ctx, results("r", 0, 10, at)); err != nil {
+	if err := s.Connect(ctx); err != nil {
+		t.Fatalf("a second Connect: %v", err)
+	}
+	if err := s.WriteBatch(ctx, results("r", 0, 10, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Stop(); err != nil {
-		t.Fatal(err)
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 10 {
+		t.Errorf("status rows: %d", n)
 	}
-	if err := s.WriteBatch(ctx, results("r", 10, 10, at)); err == nil {
-		t.Fatal("write succeeded with the server down")
-	} else if sink.IsPermanent(err) {
-		t.Fatalf("an outage must be retryable: %v", err)
-	}
-	c.Start()
-	// The pipeline closes and reconnects a failing sink, then retries the
-	// same batch; the first one is replayed too.
-	s.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for {
-		err = s.Connect(ctx)
-		if err == nil {
-			err = s.WriteBatch(ctx, append(results("r", 0, 10, at), results("r", 10, 10, at)...))
+}
+
+// TestRestartMidRun restarts Postgres under a writer that retries failed
+// batches as the pipeline does (plain WriteBatch retries, and once a
+// Close/Connect), then checks that every result is stored exactly once
+// and the rollups are exact.
+func TestRestartMidRun(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Fsync: true})
+	dsn := c.ConnString()
+	s := open(t, dsn)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	const batches, per = 30, 100
+	failed := 0
+	for b := 0; b < batches; b++ {
+		switch b {
+		case 10:
+			if err := c.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		case 20:
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { time.Sleep(time.Second); c.Start() }()
 		}
-		if err == nil || time.Now().After(deadline) {
-			break
+		batch := results("r", b*per, per, at)
+		deadline := time.Now().Add(60 * time.Second)
+		connected := true
+		for {
+			// As the pipeline does: reconnect when not connected, write,
+			// and on failure close the sink; except for the first two
+			// failures, where the batch is simply retried (the pool
+			// replaces broken connections by itself).
+			err := error(nil)
+			if !connected {
+				err = s.Connect(ctx)
+				connected = err == nil
+			}
+			if err == nil {
+				if err = s.WriteBatch(ctx, batch); err == nil {
+					break
+				}
+			}
+			if sink.IsPermanent(err) {
+				t.Fatalf("an outage must be retryable: %v", err)
+			}
+			failed++
+			if time.Now().After(deadline) {
+				t.Fatalf("batch %d still failing: %v", b, err)
+			}
+			if failed > 2 && connected {
+				s.Close()
+				connected = false
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		s.Close()
-		time.Sleep(200 * time.Millisecond)
+		if b == 25 { // and a replay of everything after the outage
+			if err := s.WriteBatch(ctx, results("r", 0, 26*per, at)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	t.Logf("%d failed writes during the outages", failed)
+	if failed == 0 {
+		t.Error("no write failed: the outage was not observed")
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != batches*per {
+		t.Errorf("status rows: %d, want %d", n, batches*per)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM (SELECT DISTINCT check_id, name, ts FROM recon.metric_numeric) x`); n != batches*per ||
+		count(t, dsn, `SELECT count(*) FROM recon.metric_numeric`) != n {
+		t.Errorf("metric rows: %d distinct, want %d, no duplicates", n, batches*per)
+	}
+	ser, err := s.Series(ctx, store.SeriesQuery{CheckID: model.CheckID("a", "r"), Metric: "seq", From: at, To: at.Add(24 * time.Hour), Step: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, dsn, `SELECT count(*) FROM recon.metric_numeric`); n != 20 {
-		t.Errorf("metric rows after restart and replay: %d, want 20", n)
+	var n int64
+	var sum float64
+	for _, p := range ser.Points {
+		n, sum = n+p.Count, sum+p.Sum
 	}
-	if _, err := s.applyRollups(ctx); err != nil {
+	if n != batches*per || sum != float64(batches*per*(batches*per-1)/2) {
+		t.Errorf("rollups: count %d sum %v, want %d and %d", n, sum, batches*per, batches*per*(batches*per-1)/2)
+	}
+}
+
+// TestStagedPathIsExact: rows that exist without their status row (an
+// operator's import, a half-restored backup) neither block the write nor
+// count twice in the rollups.
+func TestStagedPathIsExact(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
+	s := open(t, dsn)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	rs := results("x", 0, 4, at)
+	if err := s.WriteBatch(ctx, rs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_1d`); n != 20 {
-		t.Errorf("rollup counted %d, want 20", n)
+	// seq of the result at +2s stored, but not its status row.
+	sqlExec(t, dsn, fmt.Sprintf(`INSERT INTO recon.metric_numeric VALUES ('%s', 'seq', '%s', 2)`, rs[2].CheckID, rs[2].Time.Format(time.RFC3339)))
+	if err := s.WriteBatch(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 4 {
+		t.Errorf("status rows: %d", n)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.metric_numeric`); n != 4 {
+		t.Errorf("metric rows: %d", n)
+	}
+	ser, err := s.Series(ctx, store.SeriesQuery{CheckID: rs[0].CheckID, Metric: "seq", From: at, To: at.Add(time.Hour), Step: time.Hour})
+	if err != nil || len(ser.Points) != 1 {
+		t.Fatal(err, ser)
+	}
+	// Rollups count what this store inserted: 0, 1 and 3 (2 was there).
+	if p := ser.Points[0]; p.Count != 3 || p.Sum != 4 {
+		t.Errorf("rollup: %+v, want count 3 sum 4", p)
 	}
 }
 
-func TestRetentionOnlyWhenConfigured(t *testing.T) {
-	c := pg(t)
-	dsn := c.NewDatabase(t)
-	old := time.Now().UTC().AddDate(0, 0, -40)
+// TestNULBytes: text Postgres cannot store is sanitised, never rejected;
+// the result is kept.
+func TestNULBytes(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
 	s := open(t, dsn)
-	s.WriteBatch(context.Background(), results("r", 0, 2, old))
-	s.prune(context.Background(), s.pool, time.Now().AddDate(0, 0, -10)) // what a configured retention would do
-	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 0 {
-		t.Errorf("pruned data left: %d", n)
+	r := results("nul\x00check", 0, 1, time.Now())[0]
+	r.Type, r.Target, r.Agent = "snmptrap", "\x00", "ag\x00ent"
+	r.Output, r.LongOutput = "a\x00b", "\x00\xc3"
+	r.Tags = map[string]string{"trap_oid": "1.3\x00", "\x00": "\x00"}
+	r.Metrics = append(r.Metrics, model.Metric{Name: "t\x00", Value: model.String("\x00\x00")})
+	if err := s.WriteBatch(context.Background(), []model.Result{r}); err != nil {
+		t.Fatalf("NUL bytes: %v", err)
 	}
-	// Default: no retention, maybePrune never deletes.
-	s.WriteBatch(context.Background(), results("r2", 0, 2, old))
-	s.maybePrune(context.Background())
-	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 2 {
-		t.Errorf("default configuration deleted data: %d rows left", n)
-	}
-	s2, _ := Type{}.New(&sink.Spec{Settings: &Settings{DSN: dsn, Retention: config.Duration(240 * time.Hour)}}, sink.Env{Logger: quiet()})
-	s2.Connect(context.Background())
-	defer s2.Close()
-	s2.(*Store).maybePrune(context.Background())
-	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 0 {
-		t.Errorf("configured retention kept %d old rows", n)
+	for q, want := range map[string]int{
+		`SELECT count(*) FROM recon.status WHERE output = E'a\uFFFDb' AND long_output = E'\uFFFD\uFFFD'`:            1,
+		`SELECT count(*) FROM recon."check" WHERE name = E'nul\uFFFDcheck' AND tags->>E'\uFFFD' = E'\uFFFD'`:        1,
+		`SELECT count(*) FROM recon.metric_text WHERE name = E't\uFFFD' AND value = E'\uFFFD\uFFFD'`:                1,
+		`SELECT count(*) FROM recon.trap WHERE trap_oid = E'1.3\uFFFD' AND varbinds->>E't\uFFFD' = E'\uFFFD\uFFFD'`: 1,
+	} {
+		if n := count(t, dsn, q); n != want {
+			t.Errorf("%s: %d", q, n)
+		}
 	}
 }
 
-func TestSettingsErrors(t *testing.T) {
-	for _, st := range []Settings{{}, {DSN: "host=x", Schema: "bad-name"}, {DSN: "postgres://%zz"}} {
+// TestPermanentErrors: data Postgres can never take is reported as
+// permanent (the pipeline dead-letters it instead of retrying forever).
+func TestPermanentErrors(t *testing.T) {
+	s := open(t, pg(t).NewDatabase(t))
+	r := results("far", 0, 1, time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC))
+	err := s.WriteBatch(context.Background(), r)
+	if err == nil || !sink.IsPermanent(err) {
+		t.Fatalf("a time beyond timestamptz's range: %v, want a permanent error", err)
+	}
+	if err := s.WriteBatch(context.Background(), results("near", 0, 1, time.Now())); err != nil {
+		t.Fatalf("the store is still usable: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	old := time.Now().UTC().AddDate(0, 0, -40)
+	recent := time.Now().UTC().AddDate(0, 0, -2)
+	// Default: no retention; housekeeping never deletes.
+	dsn := pg(t).NewDatabase(t)
+	s := open(t, dsn)
+	if err := s.WriteBatch(ctx, append(results("r", 0, 2, old), results("r", 0, 2, recent)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.housekeeping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 4 {
+		t.Errorf("the default configuration deleted data: %d rows left of 4", n)
+	}
+	// Configured: whole day partitions older than it go, the rest stays,
+	// and so do the rollups.
+	s2 := openWith(t, Settings{DSN: dsn, Retention: config.Duration(10 * 24 * time.Hour)})
+	if _, err := s2.applyRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.housekeeping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != 2 {
+		t.Errorf("status rows after retention: %d, want the 2 recent ones", n)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM pg_class WHERE relname = $1`, "status_"+old.Format("20060102")); n != 0 {
+		t.Error("old partition not dropped")
+	}
+	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_1d`); n != 4 {
+		t.Errorf("rollups after retention: %d, want all 4 values kept", n)
+	}
+	// Late data older than the retention is still written (never a failed
+	// batch); the next housekeeping drops it again.
+	if err := s2.WriteBatch(ctx, results("late", 0, 1, old)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	for _, st := range []Settings{{}, {DSN: "host=x", Schema: "bad-name"}, {DSN: "host=x", Schema: "1abc"}, {DSN: "postgres://%zz"}} {
 		if _, err := (Type{}).New(&sink.Spec{Settings: &st}, sink.Env{}); err == nil {
 			t.Errorf("%+v accepted", st)
 		}
 	}
-	_, err := (Type{}).New(&sink.Spec{Settings: &Settings{DSN: "postgres://u:hunter2@%zz"}}, sink.Env{})
-	if err != nil && fmt.Sprint(err) != "" && contains(err.Error(), "hunter2") {
-		t.Errorf("password in error: %v", err)
+	if _, err := (Type{}).New(&sink.Spec{}, sink.Env{}); err == nil {
+		t.Error("missing settings accepted")
+	}
+	_, err := (Type{}).New(&sink.Spec{Settings: &Settings{DSN: "postgres://u:hunter2@host/db?sslmode=bogus"}}, sink.Env{})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad DSN: %v (must fail without echoing the password)", err)
+	}
+	sk, err := (Type{}).New(&sink.Spec{Settings: &Settings{DSN: "host=/nonexistent"}}, sink.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := sk.(*Store).settings; st.Schema != "recon" || st.PartitionAhead != 7 || st.MaxConns != 4 || st.Retention != 0 {
+		t.Errorf("defaults: %+v", st)
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) > 0 && len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
+// TestRollupsPendingAndApplied: reads combine the rollup tables with the
+// deltas not folded in yet, exactly, whatever the applier has done.
+func TestRollupsPendingAndApplied(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
+	s := open(t, dsn)
+	s.stopRoll() // no background applier: this test decides when deltas are folded
+	<-s.rollDone
+	s.stopRoll = nil
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	id := model.CheckID("a", "p")
+	sum := func(step time.Duration) (int64, float64) {
+		t.Helper()
+		ser, err := s.Series(ctx, store.SeriesQuery{CheckID: id, Metric: "seq", From: at.Add(-time.Hour), To: at.Add(time.Hour), Step: step})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		var v float64
+		for _, p := range ser.Points {
+			n, v = n+p.Count, v+p.Sum
+		}
+		return n, v
+	}
+	check := func(wantN int64, wantSum float64) {
+		t.Helper()
+		for _, step := range []time.Duration{5 * time.Minute, time.Hour, 24 * time.Hour} {
+			if n, v := sum(step); n != wantN || v != wantSum {
+				t.Errorf("step %s: count %d sum %v, want %d and %v", step, n, v, wantN, wantSum)
+			}
 		}
 	}
-	return -1
+	if err := s.WriteBatch(ctx, results("p", 0, 10, at)); err != nil { // seq 0..9
+		t.Fatal(err)
+	}
+	if names, err := s.MetricNames(ctx, id); err != nil || len(names) != 1 || names[0] != "seq" {
+		t.Errorf("metric names while only pending: %v %v", names, err)
+	}
+	check(10, 45)
+	if n, err := s.applyRollups(ctx); err != nil || n == 0 {
+		t.Fatalf("apply: %d %v", n, err)
+	}
+	check(10, 45)
+	if err := s.WriteBatch(ctx, results("p", 10, 10, at)); err != nil { // seq 10..19, pending again
+		t.Fatal(err)
+	}
+	check(20, 190)
+	if n := count(t, dsn, `SELECT count(*) FROM recon.rollup_pending`); n == 0 {
+		t.Error("nothing pending: the mixed case was not tested")
+	}
+	if _, err := s.applyRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(20, 190)
+	if n := count(t, dsn, `SELECT count(*) FROM recon.rollup_pending`); n != 0 {
+		t.Errorf("%d deltas left after applying", n)
+	}
 }

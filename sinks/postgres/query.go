@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reconmon/recon/agent/model"
+	"github.com/reconmon/recon/agent/sink"
 	"github.com/reconmon/recon/agent/store"
 )
 
@@ -36,7 +37,7 @@ func (s *Store) Checks(ctx context.Context) ([]store.CheckInfo, error) {
 		var c store.CheckInfo
 		var tags []byte
 		var st, stt int16
-		if err := rows.Scan(&c.ID, &c.Name, &c.Agent, &c.Type, &c.Target, &tags, &c.FirstSeen, &c.LastSeen, &st, &stt, &c.Output); err != nil {
+		if err := rows.Scan((*[16]byte)(&c.ID), &c.Name, &c.Agent, &c.Type, &c.Target, &tags, &c.FirstSeen, &c.LastSeen, &st, &stt, &c.Output); err != nil {
 			return nil, err
 		}
 		json.Unmarshal(tags, &c.Tags)
@@ -56,17 +57,25 @@ func (s *Store) Series(ctx context.Context, q store.SeriesQuery) (store.Series, 
 	var rows pgx.Rows
 	if res == store.Raw {
 		rows, err = pool.Query(ctx, `SELECT ts, value FROM `+s.sch()+`.metric_numeric WHERE check_id = $1 AND name = $2 AND ts BETWEEN $3 AND $4 ORDER BY ts`,
-			q.CheckID, q.Metric, q.From, q.To)
+			pgid(q.CheckID), q.Metric, q.From, q.To)
 	} else {
-		// Fold in deltas not applied yet, so a rollup is never behind the
-		// raw data a reader has seen.
-		if _, err := s.applyRollups(ctx); err != nil {
-			return ser, err
+		// The rollup table plus the deltas not folded in yet, in one
+		// statement (one snapshot): a delta is counted either in the
+		// table or still pending, never in both, never in neither. Reads
+		// never write, so they work on a read-only replica too.
+		table, pendBucket := "rollup_5m", "bucket" // pending deltas are 5-minute buckets
+		switch res {
+		case store.Roll1:
+			table, pendBucket = "rollup_1h", "date_trunc('hour', bucket)" // the session is in UTC
+		case store.RollD:
+			table, pendBucket = "rollup_1d", "date_trunc('day', bucket)"
 		}
-		table := map[store.Resolution]string{store.Roll5: "rollup_5m", store.Roll1: "rollup_1h", store.RollD: "rollup_1d"}[res]
 		from := q.From.UTC().Truncate(res.Bucket())
-		rows, err = pool.Query(ctx, `SELECT bucket, count, min, max, sum FROM `+s.sch()+`.`+table+` WHERE check_id = $1 AND name = $2 AND bucket BETWEEN $3 AND $4 ORDER BY bucket`,
-			q.CheckID, q.Metric, from, q.To)
+		rows, err = pool.Query(ctx, `SELECT b, sum(count)::bigint, min(min), max(max), sum(sum) FROM (
+			SELECT bucket AS b, count, min, max, sum FROM `+s.sch()+`.`+table+` WHERE check_id = $1 AND name = $2 AND bucket BETWEEN $3 AND $4
+			UNION ALL
+			SELECT `+pendBucket+`, count, min, max, sum FROM `+s.sch()+`.rollup_pending WHERE check_id = $1 AND name = $2 AND `+pendBucket+` BETWEEN $3 AND $4
+			) x GROUP BY b ORDER BY b`, pgid(q.CheckID), q.Metric, from, q.To)
 	}
 	if err != nil {
 		return ser, fmt.Errorf("postgres: series: %w", err)
@@ -117,11 +126,10 @@ func (s *Store) MetricNames(ctx context.Context, checkID uuid.UUID) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.applyRollups(ctx); err != nil {
-		return nil, err
-	}
-	rows, err := pool.Query(ctx, `SELECT DISTINCT name FROM `+s.sch()+`.rollup_1d WHERE check_id = $1
-		UNION SELECT DISTINCT name FROM `+s.sch()+`.metric_text WHERE check_id = $1`, checkID)
+	// Every numeric series has a daily rollup or a pending delta.
+	rows, err := pool.Query(ctx, `SELECT name FROM `+s.sch()+`.rollup_1d WHERE check_id = $1
+		UNION SELECT name FROM `+s.sch()+`.rollup_pending WHERE check_id = $1
+		UNION SELECT name FROM `+s.sch()+`.metric_text WHERE check_id = $1`, pgid(checkID))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: metric names: %w", err)
 	}
@@ -144,7 +152,7 @@ func (s *Store) StatusHistory(ctx context.Context, checkID uuid.UUID, from, to t
 		return nil, err
 	}
 	rows, err := pool.Query(ctx, `SELECT ts, status, state_type, attempt, duration_ns, output, long_output FROM `+s.sch()+`.status
-		WHERE check_id = $1 AND ts BETWEEN $2 AND $3 ORDER BY ts DESC LIMIT $4`, checkID, from, to, limit)
+		WHERE check_id = $1 AND ts BETWEEN $2 AND $3 ORDER BY ts DESC LIMIT $4`, checkID, from, to, nullLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: history: %w", err)
 	}
@@ -164,7 +172,45 @@ func (s *Store) StatusHistory(ctx context.Context, checkID uuid.UUID, from, to t
 	return out, rows.Err()
 }
 
-// Replay streams stored results in time order, an hour at a time.
+func nullLimit(limit int) *int64 {
+	if limit <= 0 {
+		return nil // LIMIT NULL: no limit
+	}
+	l := int64(limit)
+	return &l
+}
+
+func (s *Store) Traps(ctx context.Context, from, to time.Time, limit int) ([]store.Trap, error) {
+	pool, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT ts, check_id, source, trap_oid, name, varbinds FROM `+s.sch()+`.trap
+		WHERE ts BETWEEN $1 AND $2 ORDER BY ts DESC, check_id LIMIT $3`, from, to, nullLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: traps: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Trap{}
+	for rows.Next() {
+		var t store.Trap
+		var vb []byte
+		if err := rows.Scan(&t.Time, (*[16]byte)(&t.CheckID), &t.Source, &t.OID, &t.Name, &vb); err != nil {
+			return nil, fmt.Errorf("postgres: traps: %w", err)
+		}
+		if err := json.Unmarshal(vb, &t.Varbinds); err != nil {
+			return nil, fmt.Errorf("postgres: trap varbinds: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// replayPage is how many results Replay reads per query.
+const replayPage = 5000
+
+// Replay streams stored results in (time, check) order, a page at a time
+// (keyset pagination: long empty stretches cost nothing).
 func (s *Store) Replay(ctx context.Context, from, to time.Time, fn func(model.Result) error) error {
 	pool, err := s.handle()
 	if err != nil {
@@ -178,97 +224,121 @@ func (s *Store) Replay(ctx context.Context, from, to time.Time, fn func(model.Re
 	for _, c := range checks {
 		info[c.ID] = c
 	}
-	var first, last *time.Time
-	if err := pool.QueryRow(ctx, `SELECT min(ts), max(ts) FROM `+s.sch()+`.status WHERE ts BETWEEN $1 AND $2`, from, to).Scan(&first, &last); err != nil {
-		return fmt.Errorf("postgres: replay: %w", err)
-	}
-	if first == nil {
-		return nil
-	}
-	type key struct {
-		id uuid.UUID
-		ts int64
-	}
-	for lo := *first; !lo.After(*last); lo = lo.Add(time.Hour) {
-		hi := lo.Add(time.Hour - time.Microsecond)
-		if hi.After(*last) {
-			hi = *last
-		}
-		metrics := map[key][]model.Metric{}
-		mrows, err := pool.Query(ctx, `SELECT check_id, ts, name, value, NULL::text FROM `+s.sch()+`.metric_numeric WHERE ts BETWEEN $1 AND $2
-			UNION ALL SELECT check_id, ts, name, NULL::float8, value FROM `+s.sch()+`.metric_text WHERE ts BETWEEN $1 AND $2`, lo, hi)
-		if err != nil {
-			return fmt.Errorf("postgres: replay metrics: %w", err)
-		}
-		for mrows.Next() {
-			var id uuid.UUID
-			var ts time.Time
-			var name string
-			var num *float64
-			var text *string
-			if err := mrows.Scan(&id, &ts, &name, &num, &text); err != nil {
-				mrows.Close()
-				return err
-			}
-			m := model.Metric{Name: name}
-			if num != nil {
-				m.Value = model.Float(*num)
-			} else if text != nil {
-				m.Value = model.String(*text)
-			}
-			k := key{id, ts.UnixMicro()}
-			metrics[k] = append(metrics[k], m)
-		}
-		mrows.Close()
+	lastTs, lastID := from, uuid.Nil
+	first := true
+	for {
 		rows, err := pool.Query(ctx, `SELECT check_id, ts, status, state_type, attempt, duration_ns, output, long_output FROM `+s.sch()+`.status
-			WHERE ts BETWEEN $1 AND $2 ORDER BY ts, check_id`, lo, hi)
+			WHERE ts >= $1 AND ts <= $2 AND ($3 OR (ts, check_id) > ($1, $4)) ORDER BY ts, check_id LIMIT $5`, lastTs, to, first, lastID, replayPage)
 		if err != nil {
 			return fmt.Errorf("postgres: replay: %w", err)
 		}
-		var batch []model.Result
+		var page []model.Result
 		for rows.Next() {
 			var r model.Result
 			var st, stt int16
 			var att int32
 			var dur int64
-			if err := rows.Scan(&r.CheckID, &r.Time, &st, &stt, &att, &dur, &r.Output, &r.LongOutput); err != nil {
+			if err := rows.Scan((*[16]byte)(&r.CheckID), &r.Time, &st, &stt, &att, &dur, &r.Output, &r.LongOutput); err != nil {
 				rows.Close()
-				return err
+				return fmt.Errorf("postgres: replay: %w", err)
 			}
 			c := info[r.CheckID]
 			r.Check, r.Agent, r.Type, r.Target, r.Tags = c.Name, c.Agent, c.Type, c.Target, c.Tags
 			r.Status, r.StateType, r.Attempt, r.Duration = model.Status(st), model.StateType(stt), int(att), time.Duration(dur)
-			r.Metrics = metrics[key{r.CheckID, r.Time.UnixMicro()}]
-			sort.Slice(r.Metrics, func(i, j int) bool { return r.Metrics[i].Name < r.Metrics[j].Name })
-			batch = append(batch, r)
+			page = append(page, r)
 		}
-		err = rows.Err()
 		rows.Close()
-		if err != nil {
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: replay: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := s.replayMetrics(ctx, pool, page); err != nil {
 			return err
 		}
-		for _, r := range batch {
+		for _, r := range page {
 			if err := fn(r); err != nil {
 				return err
 			}
 		}
+		if len(page) < replayPage {
+			return nil
+		}
+		last := page[len(page)-1]
+		lastTs, lastID, first = last.Time, last.CheckID, false
+	}
+}
+
+// replayMetrics attaches the numeric and text metrics of a page of
+// results (sorted by time), by name.
+func (s *Store) replayMetrics(ctx context.Context, pool *pgxpool.Pool, page []model.Result) error {
+	idx := make(map[resKey]int, len(page))
+	for i := range page {
+		idx[key(page[i].CheckID, page[i].Time)] = i
+	}
+	lo, hi := page[0].Time, page[len(page)-1].Time
+	rows, err := pool.Query(ctx, `SELECT check_id, ts, name, value, NULL::text FROM `+s.sch()+`.metric_numeric WHERE ts BETWEEN $1 AND $2
+		UNION ALL SELECT check_id, ts, name, NULL::float8, value FROM `+s.sch()+`.metric_text WHERE ts BETWEEN $1 AND $2`, lo, hi)
+	if err != nil {
+		return fmt.Errorf("postgres: replay metrics: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id [16]byte
+		var ts time.Time
+		var name string
+		var num *float64
+		var text *string
+		if err := rows.Scan(&id, &ts, &name, &num, &text); err != nil {
+			return fmt.Errorf("postgres: replay metrics: %w", err)
+		}
+		i, ok := idx[key(id, ts)]
+		if !ok {
+			continue // a result at the page's edge time that belongs to the next page
+		}
+		m := model.Metric{Name: name}
+		if num != nil {
+			m.Value = model.Float(*num)
+		} else if text != nil {
+			m.Value = model.String(*text)
+		}
+		page[i].Metrics = append(page[i].Metrics, m)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: replay metrics: %w", err)
+	}
+	for i := range page {
+		ms := page[i].Metrics
+		sort.Slice(ms, func(a, b int) bool { return ms[a].Name < ms[b].Name })
 	}
 	return nil
 }
 
 func (s *Store) WriteAlerts(ctx context.Context, ts []store.AlertTransition) error {
+	if len(ts) == 0 {
+		return nil
+	}
 	pool, err := s.handle()
 	if err != nil {
 		return err
 	}
-	b := &pgx.Batch{}
-	for _, t := range ts {
-		labels, _ := json.Marshal(t.Labels)
-		b.Queue(`INSERT INTO `+s.sch()+`.alert (ts, rule, key, labels, check_id, from_state, to_state, severity, value, message)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-			t.Time, clean(t.Rule), clean(t.Key), string(labels), t.CheckID, t.From, t.To, t.Severity, t.Value, clean(t.Message))
+	n := len(ts)
+	times, rules, keys, labels, states, tos, sevs, msgs := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ids, vals := make([]uuid.UUID, n), make([]float64, n)
+	for i, t := range ts {
+		times[i], rules[i], keys[i], labels[i] = micro(t.Time), clean(t.Rule), clean(t.Key), cleanTags(t.Labels)
+		ids[i], states[i], tos[i], sevs[i], vals[i], msgs[i] = t.CheckID, clean(t.From), clean(t.To), clean(t.Severity), t.Value, clean(t.Message)
 	}
-	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+	_, err = pool.Exec(ctx, `INSERT INTO `+s.sch()+`.alert (ts, rule, key, labels, check_id, from_state, to_state, severity, value, message)
+		SELECT ts, rule, key, labels::jsonb, check_id, f, t, sev, v, msg FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[],
+			$6::text[], $7::text[], $8::text[], $9::float8[], $10::text[]) AS x(ts, rule, key, labels, check_id, f, t, sev, v, msg)
+		ON CONFLICT DO NOTHING`, times, rules, keys, labels, pgids(ids), states, tos, sevs, vals, msgs)
+	if err != nil {
+		if permanent(err) {
+			return sink.Permanent(fmt.Errorf("postgres: alerts: %w", err))
+		}
 		return fmt.Errorf("postgres: alerts: %w", err)
 	}
 	return nil
@@ -289,7 +359,7 @@ func (s *Store) Alerts(ctx context.Context, from, to time.Time) ([]store.AlertTr
 	for rows.Next() {
 		var t store.AlertTransition
 		var labels []byte
-		if err := rows.Scan(&t.Time, &t.Rule, &t.Key, &labels, &t.CheckID, &t.From, &t.To, &t.Severity, &t.Value, &t.Message); err != nil {
+		if err := rows.Scan(&t.Time, &t.Rule, &t.Key, &labels, (*[16]byte)(&t.CheckID), &t.From, &t.To, &t.Severity, &t.Value, &t.Message); err != nil {
 			return nil, err
 		}
 		json.Unmarshal(labels, &t.Labels)
@@ -298,21 +368,28 @@ func (s *Store) Alerts(ctx context.Context, from, to time.Time) ([]store.AlertTr
 	return out, rows.Err()
 }
 
-// prune drops whole day partitions that end before cut, and rollup and
-// alert rows older than cut.
-func (s *Store) prune(ctx context.Context, pool *pgxpool.Pool, cut time.Time) error {
+// Prune drops the day partitions of the raw tables (status, metrics,
+// traps) whose whole day lies before cut and returns their names. Rollups
+// and alert transitions are kept: they are small and are what long-range
+// graphs read. WriteBatch never calls it; the background housekeeping does,
+// only when a retention is configured.
+func (s *Store) Prune(ctx context.Context, cut time.Time) ([]string, error) {
+	pool, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
 	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
-		WHERE n.nspname = $1 AND p.relname = ANY($2)`, s.settings.Schema, partitioned)
+		WHERE n.nspname = $1 AND p.relname = ANY($2) ORDER BY 1`, s.settings.Schema, partitioned)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("postgres: retention: %w", err)
 	}
 	var drop []string
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return err
+			return nil, fmt.Errorf("postgres: retention: %w", err)
 		}
 		i := strings.LastIndexByte(name, '_')
 		day, err := time.Parse("20060102", name[i+1:])
@@ -321,20 +398,19 @@ func (s *Store) prune(ctx context.Context, pool *pgxpool.Pool, cut time.Time) er
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: retention: %w", err)
+	}
+	var dropped []string
 	for _, name := range drop {
 		if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS `+s.sch()+`.`+pgx.Identifier{name}.Sanitize()); err != nil {
-			return err
+			return dropped, fmt.Errorf("postgres: retention: drop %s: %w", name, err)
 		}
-		s.log.Info("retention: dropped partition", "partition", name)
+		dropped = append(dropped, name)
+		s.log.Info("postgres: retention: dropped partition", "partition", name)
 		s.mu.Lock()
 		delete(s.parts, name[strings.LastIndexByte(name, '_')+1:])
 		s.mu.Unlock()
 	}
-	for _, q := range []string{`DELETE FROM ` + s.sch() + `.rollup_5m WHERE bucket < $1`, `DELETE FROM ` + s.sch() + `.rollup_1h WHERE bucket < $1`,
-		`DELETE FROM ` + s.sch() + `.rollup_1d WHERE bucket < $1`, `DELETE FROM ` + s.sch() + `.alert WHERE ts < $1`} {
-		if _, err := pool.Exec(ctx, q, cut); err != nil {
-			return err
-		}
-	}
-	return nil
+	return dropped, nil
 }

@@ -54,27 +54,53 @@ SELECT (SELECT count(*) FROM d) + 0 * ((SELECT count(*) FROM u5) + (SELECT count
 	return n, tx.Commit(ctx)
 }
 
-// rollupLoop applies deltas every interval until ctx is done.
-func (s *Store) rollupLoop(ctx context.Context, interval time.Duration) {
+// background applies rollup deltas every interval and, hourly, creates
+// the partitions ahead and applies the retention (only when configured),
+// until ctx is done.
+func (s *Store) background(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastHousekeeping time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for {
-				n, err := s.applyRollups(ctx)
-				if err != nil {
-					if ctx.Err() == nil {
-						s.log.Warn("rollups not applied yet; will retry", "err", err)
-					}
-					break
+		}
+		for {
+			n, err := s.applyRollups(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("postgres: rollups not applied yet; will retry", "err", err)
 				}
-				if n < rollupApplyLimit {
-					break
-				}
+				break
+			}
+			if n < rollupApplyLimit {
+				break
 			}
 		}
+		if time.Since(lastHousekeeping) >= time.Hour {
+			if err := s.housekeeping(ctx); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("postgres: housekeeping failed; will retry", "err", err)
+				}
+				continue
+			}
+			lastHousekeeping = time.Now()
+		}
 	}
+}
+
+// housekeeping keeps PartitionAhead days of partitions ready and drops
+// partitions older than the retention, if one is configured.
+func (s *Store) housekeeping(ctx context.Context) error {
+	now := time.Now().UTC()
+	if err := s.ensurePartitions(ctx, dayRange(now, now.AddDate(0, 0, s.settings.PartitionAhead))); err != nil {
+		return err
+	}
+	if s.settings.Retention <= 0 {
+		return nil // the default: raw data is kept forever
+	}
+	_, err := s.Prune(ctx, now.Add(-s.settings.Retention.D()))
+	return err
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/sink"
+	"github.com/reconmon/recon/agent/store/changepoint"
 )
 
 // clean makes text storable: Postgres text cannot hold NUL and must be
@@ -27,6 +28,297 @@ func clean(s string) string {
 		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// cleanJSON encodes m for a jsonb column. Keys and values are cleaned
+// first: jsonb rejects the \u0000 escape encoding/json writes for NUL.
+func cleanJSON[V any](m map[string]V, val func(V) V) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	c := make(map[string]V, len(m))
+	for k, v := range m {
+		c[clean(k)] = val(v)
+	}
+	b, err := json.Marshal(c)
+	if err != nil { // only non-finite floats, which callers never pass
+		return "{}"
+	}
+	return string(b)
+}
+
+func cleanTags(m map[string]string) string { return cleanJSON(m, clean) }
+
+// pgid is a check id as pgx encodes it in binary: uuid.UUID implements
+// driver.Valuer, which pgx would call to get text and parse it again.
+func pgid(id uuid.UUID) [16]byte { return id }
+
+func pgids(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}
+
+type resKey struct {
+	id uuid.UUID
+	ts int64 // microseconds: what timestamptz keeps
+}
+
+func key(id uuid.UUID, t time.Time) resKey { return resKey{id, t.UnixMicro()} }
+
+func micro(t time.Time) time.Time { return time.UnixMicro(t.UnixMicro()).UTC() }
+
+// prepared is a batch turned into rows once, whichever write path runs.
+type prepared struct {
+	status []prepResult // distinct (check, µs) keys, sorted by key
+	// non-finite numeric values left out (logged, never silently)
+	nonFinite     int
+	nonFiniteName string
+}
+
+type prepResult struct {
+	r     *model.Result
+	id    [16]byte // r.CheckID as pgx encodes it natively
+	k     resKey
+	ts    time.Time // µs precision
+	row   []any     // status row
+	nums  []numRow
+	texts []changepoint.Sample // by metric name: names[i] ↔ texts[i]
+	tname []string
+	trap  []any
+}
+
+type numRow struct {
+	name  string
+	value float64
+}
+
+var statusCols = []string{"check_id", "ts", "status", "state_type", "attempt", "duration_ns", "output", "long_output"}
+
+func prepare(batch []model.Result) *prepared {
+	p := &prepared{status: make([]prepResult, 0, len(batch))}
+	seen := make(map[resKey]bool, len(batch))
+	for i := range batch {
+		r := &batch[i]
+		k := key(r.CheckID, r.Time)
+		if seen[k] {
+			continue // the same check and microsecond twice: the first wins, as on replay
+		}
+		seen[k] = true
+		ts := micro(r.Time)
+		pr := prepResult{r: r, id: pgid(r.CheckID), k: k, ts: ts,
+			row: []any{pgid(r.CheckID), ts, int16(r.Status), int16(r.StateType), int32(r.Attempt), int64(r.Duration), clean(r.Output), clean(r.LongOutput)}}
+		names := make(map[string]bool, len(r.Metrics))
+		for j := range r.Metrics {
+			m := &r.Metrics[j]
+			name := clean(m.Name)
+			if names[name] {
+				continue // a metric name twice in one result: the first wins
+			}
+			names[name] = true
+			if m.Value.Kind() == model.KindString {
+				pr.texts = append(pr.texts, changepoint.Sample{Time: ts, Value: clean(m.Value.Str())})
+				pr.tname = append(pr.tname, name)
+				continue
+			}
+			v, _ := m.Value.Float()
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				p.nonFinite++
+				p.nonFiniteName = r.Check + "/" + m.Name
+				continue
+			}
+			pr.nums = append(pr.nums, numRow{name, v})
+		}
+		if r.Type == "snmptrap" {
+			vb := map[string]any{}
+			for _, m := range r.Metrics {
+				if m.Value.Kind() == model.KindString {
+					vb[clean(m.Name)] = clean(m.Value.Str())
+				} else if f, _ := m.Value.Float(); !math.IsNaN(f) && !math.IsInf(f, 0) {
+					vb[clean(m.Name)] = f
+				}
+			}
+			b, _ := json.Marshal(vb)
+			pr.trap = []any{pgid(r.CheckID), ts, clean(r.Target), clean(r.Tags["trap_oid"]), clean(r.Output), string(b)}
+		}
+		p.status = append(p.status, pr)
+	}
+	// One key order for every writer: two transactions inserting
+	// overlapping keys wait for each other instead of deadlocking.
+	sort.Slice(p.status, func(i, j int) bool {
+		a, b := p.status[i].k, p.status[j].k
+		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+			return c < 0
+		}
+		return a.ts < b.ts
+	})
+	return p
+}
+
+// WriteBatch stores a batch in one transaction, idempotently:
+//
+//   - fast path: status, metric and trap rows are COPYed straight into
+//     their tables. A result already stored (a replay after a crash, a
+//     retried batch) makes the COPY fail on the status key, and the
+//     transaction is redone on the staged path;
+//   - staged path: rows are COPYed into temporary staging tables and moved
+//     with INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING, so only
+//     the results (and metric rows) actually inserted go further;
+//
+// and in both, rollup deltas are computed from exactly the rows inserted
+// (a replay never counts twice), text metrics are stored on change
+// (package changepoint) and the check rows are upserted.
+func (s *Store) WriteBatch(ctx context.Context, batch []model.Result) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	pool, err := s.handle()
+	if err != nil {
+		return err
+	}
+	p := prepare(batch)
+	if p.nonFinite > 0 {
+		s.log.Warn("postgres: non-finite metric values (NaN, Inf) are not stored as points", "count", p.nonFinite, "example", p.nonFiniteName)
+	}
+	days := batchDays(batch)
+	for attempt := 0; ; attempt++ {
+		if err := s.ensurePartitions(ctx, days); err != nil {
+			return err
+		}
+		err = s.tryWrite(ctx, pool, p, true)
+		if isCode(err, "23505") {
+			err = s.tryWrite(ctx, pool, p, false)
+		}
+		// A partition dropped behind our back (another agent's retention,
+		// an operator): forget what we knew and create it again.
+		if attempt == 0 && isCode(err, "23514") {
+			s.forgetPartitions(days)
+			continue
+		}
+		break
+	}
+	if err != nil {
+		if permanent(err) {
+			return sink.Permanent(fmt.Errorf("postgres: %w", err))
+		}
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// batchDays lists the days present in the batch (not every day between
+// its oldest and newest result: a straggler from years ago must not create
+// thousands of empty partitions).
+func batchDays(batch []model.Result) []time.Time {
+	seen := map[time.Time]bool{}
+	var days []time.Time
+	for i := range batch {
+		d := batch[i].Time.UTC()
+		d = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+		if !seen[d] {
+			seen[d] = true
+			days = append(days, d)
+		}
+	}
+	return days
+}
+
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+func (s *Store) tryWrite(ctx context.Context, pool *pgxpool.Pool, p *prepared, fast bool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := s.write(ctx, tx, p, fast); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) write(ctx context.Context, tx pgx.Tx, p *prepared, fast bool) error {
+	sch := s.sch()
+	var fresh []*prepResult
+	if fast {
+		i := -1
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "status"}, statusCols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i++; i < len(p.status) {
+				return p.status[i].row, nil
+			}
+			return nil, nil
+		})); err != nil {
+			return fmt.Errorf("copy status: %w", err)
+		}
+		fresh = make([]*prepResult, len(p.status))
+		for i := range p.status {
+			fresh[i] = &p.status[i]
+		}
+	} else {
+		byKey := make(map[resKey]*prepResult, len(p.status))
+		rows := make([][]any, len(p.status))
+		for i := range p.status {
+			byKey[p.status[i].k] = &p.status[i]
+			rows[i] = p.status[i].row
+		}
+		if err := stage(ctx, tx, "recon_stage_status", sch+".status", statusCols, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		inserted, err := tx.Query(ctx, `INSERT INTO `+sch+`.status SELECT * FROM recon_stage_status ORDER BY check_id, ts ON CONFLICT DO NOTHING RETURNING check_id, ts`)
+		if err != nil {
+			return fmt.Errorf("insert status: %w", err)
+		}
+		for inserted.Next() {
+			var id [16]byte
+			var ts time.Time
+			if err := inserted.Scan(&id, &ts); err != nil {
+				inserted.Close()
+				return fmt.Errorf("insert status: %w", err)
+			}
+			if pr := byKey[key(id, ts)]; pr != nil {
+				fresh = append(fresh, pr)
+			}
+		}
+		inserted.Close()
+		if err := inserted.Err(); err != nil {
+			return fmt.Errorf("insert status: %w", err)
+		}
+	}
+	// Upserting the check rows locks them until commit, which serialises
+	// the writers of one check from here on (text change points need it).
+	if err := s.upsertChecks(ctx, tx, sch, p); err != nil {
+		return err
+	}
+	if len(fresh) == 0 {
+		return nil // the whole batch was a replay
+	}
+	if err := s.writeNumeric(ctx, tx, fresh, fast); err != nil {
+		return err
+	}
+	if err := s.writeTraps(ctx, tx, fresh, fast); err != nil {
+		return err
+	}
+	return s.writeTexts(ctx, tx, fresh)
+}
+
+// stage creates (once per connection) a temporary staging table shaped
+// like table and COPYs rows into it; ON COMMIT DELETE ROWS empties it.
+func stage(ctx context.Context, tx pgx.Tx, name, like string, cols []string, rows pgx.CopyFromSource) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+name+` (LIKE `+like+`) ON COMMIT DELETE ROWS`); err != nil {
+		return fmt.Errorf("staging table %s: %w", name, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{name}, cols, rows); err != nil {
+		return fmt.Errorf("copy into %s: %w", name, err)
+	}
+	return nil
 }
 
 type rollKey struct {
@@ -40,343 +332,275 @@ type agg struct {
 	min, max, sum float64
 }
 
-// WriteBatch stores a batch in one transaction:
-//  1. status rows go through a temporary table and INSERT … ON CONFLICT DO
-//     NOTHING RETURNING, which tells which results are new (a replayed
-//     result's status row exists already);
-//  2. the numeric metrics of the new results are COPYed straight into
-//     metric_numeric (they cannot exist yet: they are written in the same
-//     transaction as their status row);
-//  3. rollups are aggregated here from exactly those rows and upserted;
-//  4. text metrics are stored when they differ from the previous value;
-//  5. checks are upserted, traps copied.
-func (s *Store) WriteBatch(ctx context.Context, batch []model.Result) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	s.mu.Lock()
-	pool := s.pool
-	if pool == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("postgres: not connected")
-	}
-	// Partitions for the days present in the batch (not the whole range
-	// between its oldest and newest result: a late straggler from years ago
-	// must not create thousands of empty partitions).
-	seenDay := map[string]bool{}
-	var days []time.Time
-	for i := range batch {
-		d := batch[i].Time.UTC()
-		d = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
-		if k := d.Format("20060102"); !seenDay[k] {
-			seenDay[k] = true
-			days = append(days, d)
-		}
-	}
-	err := s.ensurePartitionsLocked(ctx, days)
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	// Fast path: COPY the status rows straight in. It fails with a unique
-	// violation only when some result is already stored (a replay after a
-	// crash or a retried batch); then the transaction is redone through a
-	// staging table that keeps exactly the new results.
-	err = s.tryWrite(ctx, pool, batch, true)
-	if isUniqueViolation(err) {
-		err = s.tryWrite(ctx, pool, batch, false)
-	}
-	if err != nil {
-		if permanent(err) {
-			return sink.Permanent(fmt.Errorf("postgres: %w", err))
-		}
-		return fmt.Errorf("postgres: %w", err)
-	}
-	s.maybePrune(ctx)
-	return nil
-}
+var (
+	numCols  = []string{"check_id", "name", "ts", "value"}
+	rollCols = []string{"check_id", "name", "bucket", "count", "min", "max", "sum"}
+)
 
-func isUniqueViolation(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
-}
-
-func (s *Store) tryWrite(ctx context.Context, pool *pgxpool.Pool, batch []model.Result, fast bool) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if err := s.write(ctx, tx, batch, fast); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-type resKey struct {
-	id uuid.UUID
-	ts int64 // microseconds: what timestamptz keeps
-}
-
-func key(id uuid.UUID, t time.Time) resKey { return resKey{id, t.UnixMicro()} }
-
-func (s *Store) write(ctx context.Context, tx pgx.Tx, batch []model.Result, fast bool) error {
-	sch := pgx.Identifier{s.settings.Schema}.Sanitize()
-	// Results of the same check and microsecond would collide on the key;
-	// the first wins, as it would on replay.
-	seen := map[resKey]bool{}
-	rows := make([][]any, 0, len(batch))
-	for i := range batch {
-		r := &batch[i]
-		k := key(r.CheckID, r.Time)
-		if seen[k] {
-			continue
+// writeNumeric stores the numeric metrics of fresh results and appends
+// the 5-minute deltas of exactly the inserted rows to rollup_pending
+// (folded into rollup_5m/1h/1d by applyRollups).
+func (s *Store) writeNumeric(ctx context.Context, tx pgx.Tx, fresh []*prepResult, fast bool) error {
+	i, j := 0, -1
+	row := make([]any, 4)
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		for i < len(fresh) {
+			if j++; j < len(fresh[i].nums) {
+				n := &fresh[i].nums[j]
+				row[0], row[1], row[2], row[3] = fresh[i].id, n.name, fresh[i].ts, n.value
+				return row, nil
+			}
+			i, j = i+1, -1
 		}
-		seen[k] = true
-		rows = append(rows, []any{r.CheckID, r.Time, int16(r.Status), int16(r.StateType), int32(r.Attempt), int64(r.Duration),
-			clean(r.Output), clean(r.LongOutput)})
-	}
-	statusCols := []string{"check_id", "ts", "status", "state_type", "attempt", "duration_ns", "output", "long_output"}
-	fresh := map[resKey]bool{}
-	if fast {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "status"}, statusCols, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copy status: %w", err)
-		}
-		for k := range seen {
-			fresh[k] = true
-		}
-	} else {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS recon_stage_status (LIKE `+sch+`.status) ON COMMIT DELETE ROWS`); err != nil {
+		return nil, nil
+	})
+	if !fast {
+		// Only rows that do not exist yet count towards the rollups.
+		if err := stage(ctx, tx, "recon_stage_numeric", s.sch()+".metric_numeric", numCols, src); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"recon_stage_status"}, statusCols, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copy status: %w", err)
-		}
-		inserted, err := tx.Query(ctx, `INSERT INTO `+sch+`.status SELECT * FROM recon_stage_status ON CONFLICT DO NOTHING RETURNING check_id, ts`)
+		_, err := tx.Exec(ctx, `WITH ins AS (INSERT INTO `+s.sch()+`.metric_numeric SELECT * FROM recon_stage_numeric ON CONFLICT DO NOTHING RETURNING *)
+			INSERT INTO `+s.sch()+`.rollup_pending SELECT check_id, name, date_bin('5 minutes', ts, '2000-01-01 00:00:00+00'),
+				count(*), min(value), max(value), sum(value) FROM ins GROUP BY 1, 2, 3`)
 		if err != nil {
-			return fmt.Errorf("insert status: %w", err)
+			return fmt.Errorf("insert metrics: %w", err)
 		}
-		for inserted.Next() {
-			var id uuid.UUID
-			var ts time.Time
-			if err := inserted.Scan(&id, &ts); err != nil {
-				inserted.Close()
-				return err
-			}
-			fresh[key(id, ts)] = true
-		}
-		inserted.Close()
-		if err := inserted.Err(); err != nil {
-			return fmt.Errorf("insert status: %w", err)
-		}
+		return nil
 	}
-	if err := s.upsertChecks(ctx, tx, sch, batch); err != nil {
-		return err
-	}
-	if len(fresh) == 0 {
-		return nil // all replays
-	}
-	var traps [][]any
-	type numRow struct {
-		id    uuid.UUID
-		name  string
-		ts    time.Time
-		value float64
-	}
-	nums := make([]numRow, 0, len(batch)*4)
-	type textRow struct {
-		id    uuid.UUID
-		name  string
-		ts    time.Time
-		value string
-	}
-	var texts []textRow
 	rolls := map[rollKey]*agg{}
-	for i := range batch {
-		r := &batch[i]
-		k := key(r.CheckID, r.Time)
-		if !fresh[k] {
-			continue
-		}
-		delete(fresh, k) // duplicates within the batch write once
-		names := map[string]bool{}
-		for j := range r.Metrics {
-			m := &r.Metrics[j]
-			name := clean(m.Name)
-			if names[name] {
-				continue // a metric name twice in one result: first wins
-			}
-			names[name] = true
-			if m.Value.Kind() == model.KindString {
-				texts = append(texts, textRow{r.CheckID, name, r.Time, clean(m.Value.Str())})
-				continue
-			}
-			v, _ := m.Value.Float()
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				continue
-			}
-			nums = append(nums, numRow{r.CheckID, name, r.Time, v})
-			rk := rollKey{r.CheckID, name, r.Time.UTC().Truncate(5 * time.Minute)}
+	for _, pr := range fresh {
+		for _, n := range pr.nums {
+			rk := rollKey{pr.r.CheckID, n.name, pr.ts.Truncate(5 * time.Minute)}
 			if a := rolls[rk]; a == nil {
-				rolls[rk] = &agg{count: 1, min: v, max: v, sum: v}
+				rolls[rk] = &agg{count: 1, min: n.value, max: n.value, sum: n.value}
 			} else {
 				a.count++
-				a.min, a.max, a.sum = math.Min(a.min, v), math.Max(a.max, v), a.sum+v
-			}
-		}
-		if r.Type == "snmptrap" {
-			vb := map[string]any{}
-			for _, m := range r.Metrics {
-				if m.Value.Kind() == model.KindString {
-					vb[m.Name] = clean(m.Value.Str())
-				} else if f, _ := m.Value.Float(); !math.IsNaN(f) && !math.IsInf(f, 0) {
-					vb[m.Name] = f
-				}
-			}
-			b, _ := json.Marshal(vb)
-			traps = append(traps, []any{r.CheckID, r.Time, clean(r.Target), clean(r.Tags["trap_oid"]), clean(r.Output), string(b)})
-		}
-	}
-	if len(nums) > 0 {
-		i := -1
-		row := make([]any, 4)
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			i++
-			if i >= len(nums) {
-				return nil, nil
-			}
-			n := &nums[i]
-			row[0], row[1], row[2], row[3] = n.id, n.name, n.ts, n.value
-			return row, nil
-		})
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "metric_numeric"}, []string{"check_id", "name", "ts", "value"}, src); err != nil {
-			return fmt.Errorf("copy metrics: %w", err)
-		}
-	}
-	if len(rolls) > 0 {
-		// 5-minute deltas of exactly the inserted rows, folded into the
-		// rollup tables by applyRollups.
-		var pend [][]any
-		for k, a := range rolls {
-			pend = append(pend, []any{k.id, k.name, k.bucket, a.count, a.min, a.max, a.sum})
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "rollup_pending"},
-			[]string{"check_id", "name", "bucket", "count", "min", "max", "sum"}, pgx.CopyFromRows(pend)); err != nil {
-			return fmt.Errorf("rollup deltas: %w", err)
-		}
-	}
-	if len(texts) > 0 {
-		sort.Slice(texts, func(i, j int) bool {
-			a, b := texts[i], texts[j]
-			if a.id != b.id {
-				return bytes.Compare(a.id[:], b.id[:]) < 0
-			}
-			if a.name != b.name {
-				return a.name < b.name
-			}
-			return a.ts.Before(b.ts)
-		})
-		var rows [][]any
-		for i, t := range texts {
-			var prev *string
-			if i > 0 && texts[i-1].id == t.id && texts[i-1].name == t.name {
-				prev = &texts[i-1].value
-			} else {
-				var p string
-				err := tx.QueryRow(ctx, `SELECT value FROM `+sch+`.metric_text WHERE check_id = $1 AND name = $2 AND ts < $3 ORDER BY ts DESC LIMIT 1`,
-					t.id, t.name, t.ts).Scan(&p)
-				if err == nil {
-					prev = &p
-				} else if err != pgx.ErrNoRows {
-					return fmt.Errorf("previous text value: %w", err)
-				}
-			}
-			if prev != nil && *prev == t.value {
-				continue
-			}
-			rows = append(rows, []any{t.id, t.name, t.ts, t.value})
-		}
-		if len(rows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "metric_text"}, []string{"check_id", "name", "ts", "value"},
-				pgx.CopyFromRows(rows)); err != nil {
-				return fmt.Errorf("copy text metrics: %w", err)
+				a.min, a.max, a.sum = math.Min(a.min, n.value), math.Max(a.max, n.value), a.sum+n.value
 			}
 		}
 	}
-	if len(traps) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "trap"}, []string{"check_id", "ts", "source", "trap_oid", "name", "varbinds"},
-			pgx.CopyFromRows(traps)); err != nil {
-			return fmt.Errorf("copy traps: %w", err)
-		}
+	if len(rolls) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "metric_numeric"}, numCols, src); err != nil {
+		return fmt.Errorf("copy metrics: %w", err)
+	}
+	pend := make([][]any, 0, len(rolls))
+	for k, a := range rolls {
+		pend = append(pend, []any{pgid(k.id), k.name, k.bucket, a.count, a.min, a.max, a.sum})
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "rollup_pending"}, rollCols, pgx.CopyFromRows(pend)); err != nil {
+		return fmt.Errorf("rollup deltas: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) upsertChecks(ctx context.Context, tx pgx.Tx, sch string, batch []model.Result) error {
-	latest := map[uuid.UUID]*model.Result{}
+var trapCols = []string{"check_id", "ts", "source", "trap_oid", "name", "varbinds"}
+
+func (s *Store) writeTraps(ctx context.Context, tx pgx.Tx, fresh []*prepResult, fast bool) error {
+	var rows [][]any
+	for _, pr := range fresh {
+		if pr.trap != nil {
+			rows = append(rows, pr.trap)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if fast {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "trap"}, trapCols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy traps: %w", err)
+		}
+		return nil
+	}
+	if err := stage(ctx, tx, "recon_stage_trap", s.sch()+".trap", trapCols, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.sch()+`.trap SELECT * FROM recon_stage_trap ON CONFLICT DO NOTHING`); err != nil {
+		return fmt.Errorf("insert traps: %w", err)
+	}
+	return nil
+}
+
+// writeTexts stores the change points of the fresh results' text metrics.
+// The first question for every series (is the batch simply newer than
+// everything stored?) is asked in one pipelined round trip; only late data
+// needs more queries.
+func (s *Store) writeTexts(ctx context.Context, tx pgx.Tx, fresh []*prepResult) error {
+	type seriesKey struct {
+		id   uuid.UUID
+		name string
+	}
+	series := map[seriesKey][]changepoint.Sample{}
+	batchTimes := map[uuid.UUID][]time.Time{}
+	var order []seriesKey
+	for _, pr := range fresh {
+		batchTimes[pr.r.CheckID] = append(batchTimes[pr.r.CheckID], pr.ts)
+		for i, x := range pr.texts {
+			k := seriesKey{pr.r.CheckID, pr.tname[i]}
+			if series[k] == nil {
+				order = append(order, k)
+			}
+			series[k] = append(series[k], x)
+		}
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	sch := s.sch()
+	heads := &pgx.Batch{}
+	for _, k := range order {
+		xs := series[k]
+		sort.Slice(xs, func(i, j int) bool { return xs[i].Time.Before(xs[j].Time) })
+		heads.Queue(`SELECT (SELECT value FROM `+sch+`.metric_text WHERE check_id = $1 AND name = $2 AND ts < $3 ORDER BY ts DESC LIMIT 1),
+			NOT EXISTS (SELECT 1 FROM `+sch+`.metric_text WHERE check_id = $1 AND name = $2 AND ts > $3)
+			AND NOT EXISTS (SELECT 1 FROM `+sch+`.status WHERE check_id = $1 AND ts > $3 AND ts <> ALL($4))`,
+			pgid(k.id), k.name, xs[0].Time, batchTimes[k.id])
+	}
+	type head struct {
+		prev  *string
+		clear bool
+	}
+	res := make([]head, len(order))
+	br := tx.SendBatch(ctx, heads)
+	for i := range order {
+		if err := br.QueryRow().Scan(&res[i].prev, &res[i].clear); err != nil {
+			br.Close()
+			return fmt.Errorf("text metrics: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("text metrics: %w", err)
+	}
+	w := &textWriter{tx: tx, sch: sch}
+	for i, k := range order {
+		ts := &textSeries{w: w, id: k.id, name: k.name, head: res[i].prev, clear: res[i].clear, batch: batchTimes[k.id]}
+		if err := changepoint.Write(ctx, ts, series[k]); err != nil {
+			return fmt.Errorf("text metric %s: %w", k.name, err)
+		}
+	}
+	return w.flush(ctx)
+}
+
+// textWriter buffers text points and inserts them together; a query of
+// the late-data path flushes first, so it sees what was written before.
+type textWriter struct {
+	tx    pgx.Tx
+	sch   string
+	ids   [][16]byte
+	names []string
+	times []time.Time
+	vals  []string
+}
+
+func (w *textWriter) flush(ctx context.Context) error {
+	if len(w.ids) == 0 {
+		return nil
+	}
+	_, err := w.tx.Exec(ctx, `INSERT INTO `+w.sch+`.metric_text (check_id, name, ts, value)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) ON CONFLICT DO NOTHING`, w.ids, w.names, w.times, w.vals)
+	if err != nil {
+		return fmt.Errorf("insert text metrics: %w", err)
+	}
+	w.ids, w.names, w.times, w.vals = w.ids[:0], w.names[:0], w.times[:0], w.vals[:0]
+	return nil
+}
+
+// textSeries is one series for changepoint.Write.
+type textSeries struct {
+	w     *textWriter
+	id    uuid.UUID
+	name  string
+	head  *string
+	clear bool
+	batch []time.Time
+}
+
+func (t *textSeries) Head(context.Context, time.Time) (*string, bool, error) {
+	return t.head, t.clear, nil
+}
+
+func (t *textSeries) Around(ctx context.Context, at time.Time) (*string, time.Time, error) {
+	if err := t.w.flush(ctx); err != nil {
+		return nil, time.Time{}, err
+	}
+	var prev *string
+	var next *time.Time
+	err := t.w.tx.QueryRow(ctx, `SELECT (SELECT value FROM `+t.w.sch+`.metric_text WHERE check_id = $1 AND name = $2 AND ts < $3 ORDER BY ts DESC LIMIT 1),
+		(SELECT min(ts) FROM `+t.w.sch+`.metric_text WHERE check_id = $1 AND name = $2 AND ts > $3)`, pgid(t.id), t.name, at).Scan(&prev, &next)
+	if err != nil || next == nil {
+		return prev, time.Time{}, err
+	}
+	return prev, *next, nil
+}
+
+func (t *textSeries) OtherResult(ctx context.Context, after, before time.Time) (time.Time, error) {
+	var r *time.Time
+	err := t.w.tx.QueryRow(ctx, `SELECT min(ts) FROM `+t.w.sch+`.status WHERE check_id = $1 AND ts > $2
+		AND ($3::timestamptz IS NULL OR ts < $3) AND ts <> ALL($4)`, pgid(t.id), after, nullTime(before), t.batch).Scan(&r)
+	if err != nil || r == nil {
+		return time.Time{}, err
+	}
+	return *r, nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (t *textSeries) Insert(_ context.Context, at time.Time, v string) error {
+	w := t.w
+	w.ids, w.names, w.times, w.vals = append(w.ids, pgid(t.id)), append(w.names, t.name), append(w.times, at), append(w.vals, v)
+	return nil
+}
+
+// upsertChecks records every check of the batch with its newest result.
+func (s *Store) upsertChecks(ctx context.Context, tx pgx.Tx, sch string, p *prepared) error {
+	var ids []uuid.UUID
+	latest := map[uuid.UUID]*prepResult{}
 	first := map[uuid.UUID]time.Time{}
-	for i := range batch {
-		r := &batch[i]
-		if l, ok := latest[r.CheckID]; !ok || r.Time.After(l.Time) {
-			latest[r.CheckID] = r
-		}
-		if f, ok := first[r.CheckID]; !ok || r.Time.Before(f) {
-			first[r.CheckID] = r.Time
+	for i := range p.status { // sorted by check id: rows are locked in one order
+		pr := &p.status[i]
+		id := pr.r.CheckID
+		if l, ok := latest[id]; !ok {
+			ids = append(ids, id)
+			latest[id], first[id] = pr, pr.ts
+		} else if pr.ts.After(l.ts) {
+			latest[id] = pr
 		}
 	}
-	ids := make([]uuid.UUID, 0, len(latest))
-	for id := range latest {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
-	var names, agents, types, targets, tags, outputs []string
-	var firsts, lasts []time.Time
-	var sts, stts []int16
-	for _, id := range ids {
-		r := latest[id]
-		tb, _ := json.Marshal(r.Tags)
-		if r.Tags == nil {
-			tb = []byte("{}")
-		}
-		names, agents, types, targets = append(names, clean(r.Check)), append(agents, clean(r.Agent)), append(types, r.Type), append(targets, clean(r.Target))
-		tags, outputs = append(tags, clean(string(tb))), append(outputs, clean(r.Output))
-		firsts, lasts = append(firsts, first[id]), append(lasts, r.Time)
-		sts, stts = append(sts, int16(r.Status)), append(stts, int16(r.StateType))
+	n := len(ids)
+	names, agents, types, targets, tags, outputs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	firsts, lasts := make([]time.Time, n), make([]time.Time, n)
+	sts, stts := make([]int16, n), make([]int16, n)
+	for i, id := range ids {
+		pr := latest[id]
+		r := pr.r
+		names[i], agents[i], types[i], targets[i] = clean(r.Check), clean(r.Agent), clean(r.Type), clean(r.Target)
+		tags[i], outputs[i] = cleanTags(r.Tags), clean(r.Output)
+		firsts[i], lasts[i] = first[id], pr.ts
+		sts[i], stts[i] = int16(r.Status), int16(r.StateType)
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO `+sch+`."check" AS c (id, name, agent, type, target, tags, first_seen, last_seen, last_status, last_state_type, last_output)
 		SELECT id, name, agent, type, target, tags::jsonb, f, l, st, stt, o FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
 			$7::timestamptz[], $8::timestamptz[], $9::int2[], $10::int2[], $11::text[]) AS x(id, name, agent, type, target, tags, f, l, st, stt, o)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, agent = excluded.agent, type = excluded.type, target = excluded.target,
-			tags = excluded.tags, first_seen = least(c.first_seen, excluded.first_seen),
+		ON CONFLICT (id) DO UPDATE SET
+			name = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.name ELSE c.name END,
+			agent = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.agent ELSE c.agent END,
+			type = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.type ELSE c.type END,
+			target = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.target ELSE c.target END,
+			tags = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.tags ELSE c.tags END,
 			last_status = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.last_status ELSE c.last_status END,
 			last_state_type = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.last_state_type ELSE c.last_state_type END,
 			last_output = CASE WHEN excluded.last_seen >= c.last_seen THEN excluded.last_output ELSE c.last_output END,
+			first_seen = least(c.first_seen, excluded.first_seen),
 			last_seen = greatest(c.last_seen, excluded.last_seen)`,
-		ids, names, agents, types, targets, tags, firsts, lasts, sts, stts, outputs)
+		pgids(ids), names, agents, types, targets, tags, firsts, lasts, sts, stts, outputs)
 	if err != nil {
 		return fmt.Errorf("upsert checks: %w", err)
 	}
 	return nil
-}
-
-// maybePrune drops day partitions older than the retention, at most hourly
-// and only when a retention is configured: by default nothing is deleted.
-func (s *Store) maybePrune(ctx context.Context) {
-	if s.settings.Retention <= 0 {
-		return
-	}
-	s.mu.Lock()
-	if time.Since(s.lastPrune) < time.Hour {
-		s.mu.Unlock()
-		return
-	}
-	s.lastPrune = time.Now()
-	pool := s.pool
-	s.mu.Unlock()
-	if err := s.prune(ctx, pool, time.Now().Add(-s.settings.Retention.D())); err != nil {
-		s.log.Warn("retention: prune failed", "err", err)
-	}
 }

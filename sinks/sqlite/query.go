@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -141,7 +142,7 @@ func (s *Store) StatusHistory(ctx context.Context, checkID uuid.UUID, from, to t
 		return nil, err
 	}
 	rows, err := db.QueryContext(ctx, `SELECT ts, status, state_type, attempt, duration, output, long_output FROM status
-		WHERE check_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?`, checkID.String(), from.UnixNano(), to.UnixNano(), limit)
+		WHERE check_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?`, checkID.String(), from.UnixNano(), to.UnixNano(), sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: history: %w", err)
 	}
@@ -160,8 +161,50 @@ func (s *Store) StatusHistory(ctx context.Context, checkID uuid.UUID, from, to t
 	return out, rows.Err()
 }
 
-// Replay streams stored results in time order, an hour of data at a time,
-// with their numeric and text metrics.
+// sqlLimit maps "no limit" (<= 0) to SQLite's LIMIT -1.
+func sqlLimit(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
+func (s *Store) Traps(ctx context.Context, from, to time.Time, limit int) ([]store.Trap, error) {
+	db, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT ts, check_id, source, trap_oid, name, varbinds FROM trap
+		WHERE ts BETWEEN ? AND ? ORDER BY ts DESC, check_id LIMIT ?`, from.UnixNano(), to.UnixNano(), sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: traps: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Trap{}
+	for rows.Next() {
+		var t store.Trap
+		var ts int64
+		var id, vb string
+		if err := rows.Scan(&ts, &id, &t.Source, &t.OID, &t.Name, &vb); err != nil {
+			return nil, fmt.Errorf("sqlite: traps: %w", err)
+		}
+		t.Time = time.Unix(0, ts)
+		if t.CheckID, err = uuid.Parse(id); err != nil {
+			return nil, fmt.Errorf("sqlite: trap check id %q: %w", id, err)
+		}
+		if err := json.Unmarshal([]byte(vb), &t.Varbinds); err != nil {
+			return nil, fmt.Errorf("sqlite: trap varbinds: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// replayPage is how many results Replay reads per query.
+const replayPage = 5000
+
+// Replay streams stored results in (time, check) order, a page at a time
+// (keyset pagination: long empty stretches cost nothing).
 func (s *Store) Replay(ctx context.Context, from, to time.Time, fn func(model.Result) error) error {
 	db, err := s.handle()
 	if err != nil {
@@ -175,52 +218,16 @@ func (s *Store) Replay(ctx context.Context, from, to time.Time, fn func(model.Re
 	for _, c := range checks {
 		info[c.ID.String()] = c
 	}
-	// Skip empty stretches: start at the first stored result.
-	var first, last sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT min(ts), max(ts) FROM status WHERE ts BETWEEN ? AND ?`,
-		from.UnixNano(), to.UnixNano()).Scan(&first, &last); err != nil {
-		return fmt.Errorf("sqlite: replay: %w", err)
-	}
-	if !first.Valid {
-		return nil
-	}
-	const chunk = int64(time.Hour)
-	for lo := first.Int64; lo <= last.Int64; lo += chunk {
-		hi := min(lo+chunk-1, last.Int64)
-		type key struct {
-			id string
-			ts int64
-		}
-		metrics := map[key][]model.Metric{}
-		mrows, err := db.QueryContext(ctx, `SELECT check_id, ts, name, value, NULL FROM metric_numeric WHERE ts BETWEEN ? AND ?
-			UNION ALL SELECT check_id, ts, name, NULL, value FROM metric_text WHERE ts BETWEEN ? AND ?`, lo, hi, lo, hi)
-		if err != nil {
-			return fmt.Errorf("sqlite: replay metrics: %w", err)
-		}
-		for mrows.Next() {
-			var id, name string
-			var ts int64
-			var num sql.NullFloat64
-			var text sql.NullString
-			if err := mrows.Scan(&id, &ts, &name, &num, &text); err != nil {
-				mrows.Close()
-				return err
-			}
-			m := model.Metric{Name: name}
-			if num.Valid {
-				m.Value = model.Float(num.Float64)
-			} else {
-				m.Value = model.String(text.String)
-			}
-			metrics[key{id, ts}] = append(metrics[key{id, ts}], m)
-		}
-		mrows.Close()
+	lastTs, lastID, first := from.UnixNano(), "", true
+	for {
 		rows, err := db.QueryContext(ctx, `SELECT check_id, ts, status, state_type, attempt, duration, output, long_output FROM status
-			WHERE ts BETWEEN ? AND ? ORDER BY ts, check_id`, lo, hi)
+			WHERE ts >= ? AND ts <= ? AND (? OR ts > ? OR check_id > ?) ORDER BY ts, check_id LIMIT ?`,
+			lastTs, to.UnixNano(), first, lastTs, lastID, replayPage)
 		if err != nil {
 			return fmt.Errorf("sqlite: replay: %w", err)
 		}
-		var batch []model.Result
+		var page []model.Result
+		var ids []string
 		for rows.Next() {
 			var id string
 			var ts, dur int64
@@ -228,54 +235,119 @@ func (s *Store) Replay(ctx context.Context, from, to time.Time, fn func(model.Re
 			var r model.Result
 			if err := rows.Scan(&id, &ts, &st, &stt, &r.Attempt, &dur, &r.Output, &r.LongOutput); err != nil {
 				rows.Close()
-				return err
+				return fmt.Errorf("sqlite: replay: %w", err)
 			}
 			r.CheckID, _ = uuid.Parse(id)
 			c := info[id]
 			r.Check, r.Agent, r.Type, r.Target, r.Tags = c.Name, c.Agent, c.Type, c.Target, c.Tags
 			r.Time, r.Status, r.StateType, r.Duration = time.Unix(0, ts), model.Status(st), model.StateType(stt), time.Duration(dur)
-			r.Metrics = metrics[key{id, ts}]
-			sort.Slice(r.Metrics, func(i, j int) bool { return r.Metrics[i].Name < r.Metrics[j].Name })
-			batch = append(batch, r)
+			page = append(page, r)
+			ids = append(ids, id)
 		}
-		err = rows.Err()
 		rows.Close()
-		if err != nil {
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite: replay: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := replayMetrics(ctx, db, page, ids); err != nil {
 			return err
 		}
-		for _, r := range batch {
+		for _, r := range page {
 			if err := fn(r); err != nil {
 				return err
 			}
 		}
+		if len(page) < replayPage {
+			return nil
+		}
+		lastTs, lastID, first = page[len(page)-1].Time.UnixNano(), ids[len(ids)-1], false
+	}
+}
+
+// replayMetrics attaches the numeric and text metrics of a page of
+// results (sorted by time), by name.
+func replayMetrics(ctx context.Context, db *sql.DB, page []model.Result, ids []string) error {
+	type key struct {
+		id string
+		ts int64
+	}
+	idx := make(map[key]int, len(page))
+	for i := range page {
+		idx[key{ids[i], page[i].Time.UnixNano()}] = i
+	}
+	lo, hi := page[0].Time.UnixNano(), page[len(page)-1].Time.UnixNano()
+	rows, err := db.QueryContext(ctx, `SELECT check_id, ts, name, value, NULL FROM metric_numeric WHERE ts BETWEEN ? AND ?
+		UNION ALL SELECT check_id, ts, name, NULL, value FROM metric_text WHERE ts BETWEEN ? AND ?`, lo, hi, lo, hi)
+	if err != nil {
+		return fmt.Errorf("sqlite: replay metrics: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, name string
+		var ts int64
+		var num sql.NullFloat64
+		var text sql.NullString
+		if err := rows.Scan(&id, &ts, &name, &num, &text); err != nil {
+			return fmt.Errorf("sqlite: replay metrics: %w", err)
+		}
+		i, ok := idx[key{id, ts}]
+		if !ok {
+			continue // a result at the page's edge time that belongs to the next page
+		}
+		m := model.Metric{Name: name}
+		if num.Valid {
+			m.Value = model.Float(num.Float64)
+		} else {
+			m.Value = model.String(text.String)
+		}
+		page[i].Metrics = append(page[i].Metrics, m)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: replay metrics: %w", err)
+	}
+	for i := range page {
+		ms := page[i].Metrics
+		sort.Slice(ms, func(a, b int) bool { return ms[a].Name < ms[b].Name })
 	}
 	return nil
 }
 
 func (s *Store) WriteAlerts(ctx context.Context, ts []store.AlertTransition) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db == nil {
-		return fmt.Errorf("sqlite: not connected")
+	if len(ts) == 0 {
+		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	db, err := s.handle()
 	if err != nil {
 		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: alerts: %w", err)
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO alert VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return err
+		return fmt.Errorf("sqlite: alerts: %w", err)
 	}
 	defer stmt.Close()
 	for _, t := range ts {
-		labels, _ := json.Marshal(t.Labels)
-		if _, err := stmt.ExecContext(ctx, t.Time.UnixNano(), t.Rule, t.Key, string(labels), t.CheckID.String(), t.From, t.To,
-			t.Severity, t.Value, clean(t.Message)); err != nil {
+		var v any = t.Value
+		if math.IsNaN(t.Value) {
+			v = nil // SQLite has no NaN; NULL reads back as NaN
+		}
+		if _, err := stmt.ExecContext(ctx, t.Time.UnixNano(), clean(t.Rule), clean(t.Key), cleanTags(t.Labels), t.CheckID.String(),
+			clean(t.From), clean(t.To), clean(t.Severity), v, clean(t.Message)); err != nil {
 			return fmt.Errorf("sqlite: alert: %w", err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: alerts: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) Alerts(ctx context.Context, from, to time.Time) ([]store.AlertTransition, error) {
@@ -294,8 +366,13 @@ func (s *Store) Alerts(ctx context.Context, from, to time.Time) ([]store.AlertTr
 		var t store.AlertTransition
 		var ts int64
 		var labels, id string
-		if err := rows.Scan(&ts, &t.Rule, &t.Key, &labels, &id, &t.From, &t.To, &t.Severity, &t.Value, &t.Message); err != nil {
-			return nil, err
+		var v sql.NullFloat64
+		if err := rows.Scan(&ts, &t.Rule, &t.Key, &labels, &id, &t.From, &t.To, &t.Severity, &v, &t.Message); err != nil {
+			return nil, fmt.Errorf("sqlite: alerts: %w", err)
+		}
+		t.Value = v.Float64
+		if !v.Valid {
+			t.Value = math.NaN()
 		}
 		t.Time = time.Unix(0, ts)
 		t.CheckID, _ = uuid.Parse(id)

@@ -1,7 +1,8 @@
 package sqlite
 
-// Schema version 1. Timestamps are Unix nanoseconds (INTEGER); rollup
-// buckets are the bucket start in nanoseconds.
+// migrations[i] takes the schema from version i to i+1; they run in one
+// transaction at Connect. Timestamps are Unix nanoseconds (INTEGER);
+// rollup buckets are the bucket start in nanoseconds (UTC).
 var migrations = []string{
 	`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS "check" (
@@ -74,4 +75,23 @@ CREATE TABLE IF NOT EXISTS alert (
 	PRIMARY KEY (key, ts, from_state, to_state, message)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_ts ON alert (ts);`,
+	// 2: an alert's value may be NaN (an empty window), which SQLite
+	// stores as NULL.
+	`CREATE TABLE alert_v2 (
+	ts INTEGER NOT NULL,
+	rule TEXT NOT NULL,
+	key TEXT NOT NULL,
+	labels TEXT NOT NULL,
+	check_id TEXT NOT NULL,
+	from_state TEXT NOT NULL,
+	to_state TEXT NOT NULL,
+	severity TEXT NOT NULL,
+	value REAL,
+	message TEXT NOT NULL,
+	PRIMARY KEY (key, ts, from_state, to_state, message)
+) WITHOUT ROWID;
+INSERT INTO alert_v2 SELECT * FROM alert;
+DROP TABLE alert;
+ALTER TABLE alert_v2 RENAME TO alert;
+CREATE INDEX alert_ts ON alert (ts);`,
 }

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reconmon/recon/internal/testutil"
+)
+
+var (
+	helloOnce sync.Once
+	helloPath string
+	helloErr  error
+)
+
+// helloPlugin builds the SDK tutorial's example plugin (its own module).
+func helloPlugin(t *testing.T) string {
+	t.Helper()
+	helloOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "recon-hello")
+		if err != nil {
+			helloErr = err
+			return
+		}
+		helloPath = filepath.Join(dir, "hello")
+		cmd := exec.Command("go", "build", "-o", helloPath, "./hello")
+		cmd.Dir = filepath.Join("..", "..", "plugins", "examples")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			helloErr = err
+			helloPath = string(out)
+		}
+	})
+	if helloErr != nil {
+		t.Fatalf("build hello plugin: %v\n%s", helloErr, helloPath)
+	}
+	return helloPath
+}
+
+func TestLuaRunCLI(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "disk.lua")
+	os.WriteFile(script, []byte(`
+function check(ctx)
+  local used = ctx.config.used
+  local st = "OK"
+  if used > 90 then st = "CRITICAL" elseif used > 80 then st = "WARNING" end
+  return {status = st, output = "used " .. used .. "% on " .. ctx.target, metrics = {used = {value = used, unit = "%", warn = "80", crit = "90"}}}
+end
+`), 0o644)
+	out, errOut, code := runCLI(t, nil, "lua", "run", script, "--target", "db1", "--set", "used=85")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (WARNING): %q %q", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "disk,") || !strings.Contains(out, "target=db1") || !strings.Contains(out, "used=85i") {
+		t.Errorf("line protocol: %q", out)
+	}
+	out, _, code = runCLI(t, nil, "lua", "run", script, "--target", "db1", "--set", "used=95", "--format", "json")
+	var r struct{ Status, Output string }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 2 || r.Status != "CRITICAL" || r.Output != "used 95% on db1" {
+		t.Errorf("json: exit %d %q (%v)", code, out, err)
+	}
+
+	// A script error is UNKNOWN with the traceback, an endless loop ends
+	// at the timeout, a missing file is a clear error.
+	bad := filepath.Join(dir, "bad.lua")
+	os.WriteFile(bad, []byte("function check(ctx)\n  return nil + 1\nend\n"), 0o644)
+	_, errOut, code = runCLI(t, nil, "lua", "run", bad)
+	if code != 3 || !strings.Contains(errOut, "bad.lua:2") {
+		t.Errorf("script error: exit %d, stderr %q", code, errOut)
+	}
+	loop := filepath.Join(dir, "loop.lua")
+	os.WriteFile(loop, []byte("function check(ctx) while true do end end\n"), 0o644)
+	out, _, code = runCLI(t, nil, "lua", "run", loop, "--timeout", "200ms")
+	if code != 3 || !strings.Contains(out, "timed out") && !strings.Contains(out, "status_code=3i") {
+		t.Errorf("endless loop: exit %d %q", code, out)
+	}
+	_, errOut, code = runCLI(t, nil, "lua", "run", filepath.Join(dir, "missing.lua"))
+	if code != 3 || !strings.Contains(errOut, "missing.lua") {
+		t.Errorf("missing file: exit %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, nil, "lua", "run", script, "--allow", "teleport")
+	if code != 3 || !strings.Contains(errOut, "teleport") {
+		t.Errorf("unknown capability: exit %d %q", code, errOut)
+	}
+}
+
+func TestPluginInspectCLI(t *testing.T) {
+	bin := helloPlugin(t)
+	sum, err := fileSum(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, nil, "plugin", "inspect", bin)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"name:        hello", "kind:        check", "sha256:      " + sum, `"greeting"`, `sha256 = "` + sum + `"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, errOut, code = runCLI(t, nil, "plugin", "inspect", "--format", "json", bin)
+	var info struct {
+		Name, Kind, SHA256 string
+		ConfigSchema       map[string]any `json:"config_schema"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil || code != 0 || info.Name != "hello" || info.SHA256 != sum || info.ConfigSchema["type"] != "object" {
+		t.Errorf("json: exit %d %q %q (%v)", code, out, errOut, err)
+	}
+	// Not a plugin: a clear error, no hang.
+	_, errOut, code = runCLI(t, nil, "plugin", "inspect", "--timeout", "5s", "/bin/true")
+	if code != 1 || !strings.Contains(errOut, "recon plugin inspect:") {
+		t.Errorf("not a plugin: exit %d %q", code, errOut)
+	}
+}
+
+// TestAgentRunsLuaPluginsAndTraps: the real binary with one check of each
+// extension type and a trap receiver fed by the real snmptrap; results of
+// all three reach the sink and /metrics shows their figures.
+func TestAgentRunsLuaPluginsAndTraps(t *testing.T) {
+	snmptrap := testutil.RequireBinary(t, "snmptrap")
+	bin := helloPlugin(t)
+	sum, err := fileSum(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.lp")
+	os.WriteFile(filepath.Join(dir, "up.lua"), []byte(`function check(ctx) return {status="OK", output="up", metrics={answer=7}} end`), 0o644)
+	os.WriteFile(filepath.Join(dir, "slow.lua"), []byte(`function check(ctx) while true do end end`), 0o644)
+	apiPort, trapPort := freePort(t), freeUDPPort(t)
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(`
+[agent]
+name = "e2e"
+listen = "127.0.0.1:`+apiPort+`"
+data_dir = "`+dir+`/data"
+[[check]]
+name = "lua-up"
+type = "lua"
+script = "up.lua"
+period = "200ms"
+[[check]]
+name = "lua-slow"
+type = "lua"
+script = "slow.lua"
+period = "500ms"
+timeout = "100ms"
+[[check]]
+name = "hello"
+type = "plugin"
+path = "`+bin+`"
+sha256 = "`+sum+`"
+config = { greeting = "hi" }
+target = "world"
+period = "200ms"
+[[snmp_trap]]
+listen = "127.0.0.1:`+trapPort+`"
+communities = ["public"]
+[[sink]]
+type = "lineproto"
+output = "file"
+path = "`+out+`"
+fsync = "never"
+`), 0o644)
+	if _, errOut, code := runCLI(t, nil, "config", "check", "-c", cfgPath); code != 0 {
+		t.Fatalf("config check: exit %d %s", code, errOut)
+	}
+	p := startAgent(t, cfgPath)
+	waitFor(t, "lua and plugin results", 20*time.Second, func() bool {
+		return countLines(out, "lua-up,") >= 3 && countLines(out, "hello,") >= 3 && countLines(out, "lua-slow,") >= 1
+	})
+	if countLines(out, "answer=42i") == 0 || countLines(out, "answer=7i") == 0 {
+		t.Errorf("metrics of the plugin or Lua check missing:\n%s", readFile(out))
+	}
+	cmd := exec.Command(snmptrap, "-v2c", "-c", "public", "127.0.0.1:"+trapPort, "12345",
+		"1.3.6.1.6.3.1.1.5.3", "1.3.6.1.2.1.2.2.1.1.3", "i", "3")
+	cmd.Env = append(os.Environ(), "SNMPCONFPATH="+dir, "SNMP_PERSISTENT_DIR="+dir, "HOME="+dir, "MIBS=", "MIBDIRS="+dir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("snmptrap: %v %s", err, b)
+	}
+	waitFor(t, "trap stored", 10*time.Second, func() bool { return countLines(out, "snmptrap,") >= 1 })
+	if countLines(out, "linkDown") == 0 {
+		t.Errorf("trap not translated to linkDown:\n%s\n%s", readFile(out), p.log())
+	}
+	resp, err := http.Get("http://127.0.0.1:" + apiPort + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`recon_plugin_running{kind="check",plugin="hello"} 1`,
+		`recon_source_events_total{event="received",source="snmp_trap:snmptrap"}`,
+		`recon_component_events_total{component="lua",event="timeouts"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(string(body), `recon_component_events_total{component="lua",event="timeouts"} 0`) {
+		t.Error("the endless Lua loop's timeouts are not counted")
+	}
+	// The UI is served.
+	resp, err = http.Get("http://127.0.0.1:" + apiPort + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<html") {
+		t.Errorf("UI: %d %.200s", resp.StatusCode, body)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func fileSum(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
+	return port
+}

@@ -1,0 +1,1 @@
+return { status = "OK", output = "fine", metrics = { value = 42 } }
