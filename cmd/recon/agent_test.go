@@ -26,7 +26,7 @@ var (
 )
 
 // reconBinary builds the real binary once per test run.
-func reconBinary(t *testing.T) string {
+func reconBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "recon-bin")
@@ -171,7 +171,7 @@ fsync = "never"
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

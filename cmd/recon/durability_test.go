@@ -100,7 +100,8 @@ func checkSequence(t *testing.T, stored map[int]int, last int, boundaries []int)
 	for _, b := range boundaries {
 		mayMiss[b] = true
 	}
-	lost, dup, inflight := 0, 0, 0
+	lost, dup, inflight, timedOut := 0, 0, 0, stored[0]
+	var missing []int
 	for seq := 1; seq <= last; seq++ {
 		switch n := stored[seq]; {
 		case n > 1:
@@ -110,11 +111,15 @@ func checkSequence(t *testing.T, stored map[int]int, last int, boundaries []int)
 			inflight++
 		case n == 0 && seq < last:
 			lost++
-			t.Errorf("seq %d lost (acknowledged before a kill, not stored)", seq)
+			missing = append(missing, seq)
 		}
 	}
-	t.Logf("%d results produced over %d kill -9s: %d lost, %d duplicated, %d in flight at a kill (never acknowledged)",
-		last, len(boundaries), lost, dup, inflight)
+	// A gap is a loss unless a stored timed-out run accounts for it.
+	if lost > timedOut {
+		t.Errorf("sequence numbers %v missing, only %d explained by runs that timed out", missing, timedOut)
+	}
+	t.Logf("%d results produced over %d kill -9s: %d lost, %d gaps from %d timed-out runs, %d duplicated, %d in flight at a kill (never acknowledged)",
+		last, len(boundaries), max(0, lost-timedOut), min(lost, timedOut), timedOut, dup, inflight)
 }
 
 func TestKill9SQLite(t *testing.T) {
@@ -153,10 +158,15 @@ batch_size = 7
 	checkSequence(t, stored, last, boundaries)
 }
 
-// storedSeqs reads the seq metric of every stored result.
+// storedSeqs reads the seq metric of every stored result. Key 0 counts the
+// stored runs that timed out: such a run may have taken a number from the
+// counter and been killed before printing it, so each explains one gap.
 func storedSeqs(t *testing.T, st store.Store) map[int]int {
 	stored := map[int]int{}
 	err := st.Replay(context.Background(), time.Unix(0, 0), time.Now().Add(time.Hour), func(r model.Result) error {
+		if r.Status == model.Unknown && strings.Contains(r.Output, "timed out") {
+			stored[0]++
+		}
 		for _, m := range r.Metrics {
 			if m.Name == "seq" {
 				v, _ := m.Value.Float()
@@ -250,12 +260,13 @@ batch_size = 5
 			return false
 		}
 		stored := storedSeqs(t, r)
+		gaps := 0
 		for seq := 1; seq < last; seq++ {
 			if stored[seq] == 0 {
-				return false
+				gaps++
 			}
 		}
-		return true
+		return gaps <= stored[0]
 	}
 	boundaries := killLoop(t, cfgPath, counter, rounds, between, drained)
 	for ; pending > 0; pending-- {

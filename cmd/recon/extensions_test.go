@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,33 +20,35 @@ import (
 )
 
 var (
-	helloOnce sync.Once
-	helloPath string
-	helloErr  error
+	examplesOnce sync.Once
+	examplesDir  string
+	examplesErr  error
 )
 
-// helloPlugin builds the SDK tutorial's example plugin (its own module).
-func helloPlugin(t *testing.T) string {
+// examplePlugin builds the example plugins (their own module) once and
+// returns the path of one.
+func examplePlugin(t *testing.T, name string) string {
 	t.Helper()
-	helloOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "recon-hello")
+	examplesOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "recon-examples")
 		if err != nil {
-			helloErr = err
+			examplesErr = err
 			return
 		}
-		helloPath = filepath.Join(dir, "hello")
-		cmd := exec.Command("go", "build", "-o", helloPath, "./hello")
+		examplesDir = dir
+		cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./hello", "./faulty")
 		cmd.Dir = filepath.Join("..", "..", "plugins", "examples")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			helloErr = err
-			helloPath = string(out)
+			examplesErr = fmt.Errorf("%v\n%s", err, out)
 		}
 	})
-	if helloErr != nil {
-		t.Fatalf("build hello plugin: %v\n%s", helloErr, helloPath)
+	if examplesErr != nil {
+		t.Fatalf("build example plugins: %v", examplesErr)
 	}
-	return helloPath
+	return filepath.Join(examplesDir, name)
 }
+
+func helloPlugin(t *testing.T) string { return examplePlugin(t, "hello") }
 
 func TestLuaRunCLI(t *testing.T) {
 	dir := t.TempDir()
@@ -251,4 +254,140 @@ func freeUDPPort(t *testing.T) string {
 	defer c.Close()
 	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
 	return port
+}
+
+// TestAgentSupervisesFaultyPlugins (issue 6): through the real binary, a
+// plugin that exits mid-run, one that hangs, one that crashes and one
+// whose checksum is wrong each make their check UNKNOWN with the reason,
+// crashed ones are restarted, and the agent's other checks keep running
+// on time.
+func TestAgentSupervisesFaultyPlugins(t *testing.T) {
+	dummy := testutil.RequireBinary(t, "/usr/lib/nagios/plugins/check_dummy")
+	faulty, hello := examplePlugin(t, "faulty"), helloPlugin(t)
+	sum, err := fileSum(faulty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.lp")
+	apiPort := freePort(t)
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+[agent]
+listen = "127.0.0.1:%s"
+data_dir = %q
+[[check]]
+name = "steady"
+type = "nagios"
+command = "%s 0 steady"
+period = "200ms"
+[[check]]
+name = "wrong-sum"
+type = "plugin"
+path = %q
+sha256 = "%s"
+config = { greeting = "hi" }
+period = "500ms"
+[[sink]]
+type = "lineproto"
+output = "file"
+path = %q
+fsync = "never"
+`, apiPort, filepath.Join(dir, "data"), dummy, hello, strings.Repeat("0", 64), out)
+	for _, mode := range []string{"exit", "hang", "panic", "ok"} {
+		// Each mode in its own process: the modes share the binary, so
+		// distinct environments keep them apart.
+		fmt.Fprintf(&b, "[[check]]\nname = %q\ntype = \"plugin\"\npath = %q\nsha256 = %q\nconfig = { mode = %q }\nenv = { MODE = %q }\nperiod = \"500ms\"\ntimeout = \"300ms\"\n",
+			"faulty-"+mode, faulty, sum, mode, mode)
+	}
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(b.String()), 0o644)
+	p := startAgent(t, cfgPath)
+	start := time.Now()
+
+	type last struct {
+		Status, Output string
+	}
+	lastOf := func() map[string]last {
+		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/api/v1/checks")
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Checks []struct {
+				Name string
+				Runs uint64
+				Last *last
+			}
+		}
+		if json.NewDecoder(resp.Body).Decode(&body) != nil {
+			return nil
+		}
+		m := map[string]last{}
+		for _, c := range body.Checks {
+			if c.Last != nil && c.Runs > 0 {
+				m[c.Name] = *c.Last
+			}
+		}
+		return m
+	}
+	want := map[string]string{ // check → what its UNKNOWN output must say
+		"faulty-exit":  "exit",
+		"faulty-hang":  "",
+		"faulty-panic": "",
+		"wrong-sum":    "checksum",
+	}
+	var got map[string]last
+	waitFor(t, "every faulty check reported", 20*time.Second, func() bool {
+		got = lastOf()
+		for name := range want {
+			if _, ok := got[name]; !ok {
+				return false
+			}
+		}
+		_, ok := got["faulty-ok"]
+		return ok
+	})
+	for name, reason := range want {
+		l := got[name]
+		if l.Status != "UNKNOWN" || !strings.Contains(strings.ToLower(l.Output), reason) {
+			t.Errorf("%s: %s %q, want UNKNOWN mentioning %q", name, l.Status, l.Output, reason)
+		}
+	}
+	if l := got["faulty-ok"]; l.Status != "OK" {
+		t.Errorf("the well-behaved mode of the same binary: %s %q", l.Status, l.Output)
+	}
+	// Let the supervisor go through a few restarts.
+	time.Sleep(4 * time.Second)
+	elapsed := time.Since(start)
+	// 200 ms period: the steady check must not have been held up.
+	if n, min := countLines(out, "steady,"), int(elapsed/(200*time.Millisecond))*7/10; n < min {
+		t.Errorf("steady check ran %d times in %v, want >= %d", n, elapsed, min)
+	}
+	resp, err := http.Get("http://127.0.0.1:" + apiPort + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `recon_plugin_restarts_total{kind="check",plugin="faulty"}`) ||
+		strings.Contains(string(body), `recon_plugin_restarts_total{kind="check",plugin="faulty"} 0`) {
+		t.Errorf("no plugin restarts in /metrics:\n%s", grepLines(string(body), "recon_plugin"))
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("the agent died:\n%s", p.log())
+	default:
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

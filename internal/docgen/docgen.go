@@ -32,16 +32,23 @@ var Sections = []Section{
 	{Title: "[[check]] (every type)", Dir: "agent/config", Type: "checkCommon", Intro: "Keys every check has; the type's own keys follow in the same table."},
 	{Title: "[[check]] type = \"nagios\"", Dir: "compat/nagios", Type: "Settings"},
 	{Title: "[[check]] type = \"passive\"", Dir: "compat/passive", Type: "Settings"},
+	{Title: "[[check]] type = \"lua\"", Dir: "lua", Type: "Settings", Intro: "A check script in Lua; see lua/README.md for the script contract, modules and sandbox."},
+	{Title: "[[check]] type = \"plugin\"", Dir: "plugins/host", Type: "CommonSettings", Intro: "An out-of-process check plugin; see plugins/sdk/README.md. `recon plugin inspect BIN` prints its schema and sha256."},
+	{Title: "[[check]] type = \"snmp\"", Dir: "compat/snmp", Type: "Settings", Intro: "SNMP polling: get, walk and the IF-MIB interface table."},
 	{Title: "[[sink]] (every type)", Dir: "agent/config", Type: "sinkCommon", Intro: "Keys every sink has. Each sink has its own durable spool under data_dir/sinks/NAME."},
 	{Title: "[[sink]] type = \"sqlite\"", Dir: "sinks/sqlite", Type: "Settings"},
 	{Title: "[[sink]] type = \"postgres\"", Dir: "sinks/postgres", Type: "Settings"},
 	{Title: "[[sink]] type = \"lineproto\"", Dir: "sinks/lineproto", Type: "Settings"},
 	{Title: "[[sink]] type = \"alerter\"", Dir: "sinks/alerter", Type: "Settings"},
 	{Title: "[[sink.notifier]] (alerter)", Dir: "sinks/alerter", Type: "NotifierConfig"},
+	{Title: "[[sink]] type = \"plugin\"", Dir: "plugins/host", Type: "SinkSettings", Intro: "An out-of-process sink plugin behind the durable spool: the keys of a plugin check (`path`, `sha256`, `insecure_skip_checksum`, `auto_mtls`, `env`, `config`) plus these."},
 	{Title: "[[sink]] type = \"nats\"", Dir: "sinks/nats", Type: "Connection", Intro: "Publishes results to NATS JetStream for `recon ingest` (scale-out)."},
 	{Title: "[ingest]", Dir: "sinks/nats", Type: "IngestConfig", Intro: "`recon ingest`: every key of the nats sink (url, stream, …) plus these."},
 	{Title: "[nrpe]", Dir: "compat/nrpe", Type: "Config", Intro: "The NRPE server for check_nrpe."},
 	{Title: "[passive]", Dir: "compat/passive", Type: "Config", Intro: "External commands (PROCESS_SERVICE_CHECK_RESULT) for passive checks."},
+	{Title: "[[snmp_trap]]", Dir: "compat/snmp", Type: "ReceiverConfig", Intro: "An SNMP trap receiver (v1, v2c, v3; informs acknowledged). Give each its own name; see compat/snmp/README.md."},
+	{Title: "[[snmp_trap.user]]", Dir: "compat/snmp", Type: "UserConfig", Intro: "An SNMPv3 USM user of a trap receiver."},
+	{Title: "[[snmp_trap.rule]]", Dir: "compat/snmp", Type: "RuleConfig", Intro: "Maps traps to a status; the first match wins."},
 }
 
 // Generate renders the reference from the sources under root.

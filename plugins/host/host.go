@@ -206,8 +206,10 @@ type CommonSettings struct {
 	Path string `toml:"path"`
 	// SHA256 pins the executable's checksum (hex); required unless
 	// InsecureSkipChecksum is set.
-	SHA256               string `toml:"sha256"`
-	InsecureSkipChecksum bool   `toml:"insecure_skip_checksum"`
+	SHA256 string `toml:"sha256"`
+	// InsecureSkipChecksum runs the binary without checking its sha256
+	// (development only: anyone who can replace the file runs code as recon).
+	InsecureSkipChecksum bool `toml:"insecure_skip_checksum"`
 	// AutoMTLS (default true) authenticates both ends of the plugin
 	// connection with one-time certificates.
 	AutoMTLS *bool `toml:"auto_mtls"`
