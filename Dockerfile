@@ -7,7 +7,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/recon ./cmd/recon
+RUN CGO_ENABLED=0 go build -tags grpcnotrace,gosnmp_nodebug -trimpath -ldflags "-s -w" -o /out/recon ./cmd/recon
 
 FROM debian:bookworm-slim
 RUN apt-get update \
