@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -11,32 +13,55 @@ import (
 // tables get their element index in the path: "check.2.command".
 type keyIndex map[string]int
 
+// lineStarts holds the offset of every line's first byte, so an offset's
+// line is a binary search (the parser's Shape rescans the document from
+// the start, which made loading N checks O(N²)).
+type lineStarts []int
+
+func newLineStarts(data []byte) lineStarts {
+	ls := lineStarts{0}
+	for off := 0; ; {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return ls
+		}
+		off += i + 1
+		ls = append(ls, off)
+	}
+}
+
+// line returns the 1-based line of a byte offset.
+func (ls lineStarts) line(off int) int {
+	return sort.Search(len(ls), func(i int) bool { return ls[i] > off })
+}
+
 func buildIndex(data []byte) keyIndex {
 	idx := keyIndex{}
 	var p unstable.Parser
 	p.Reset(data)
+	lines := newLineStarts(data)
 	counts := map[string]int{}
 	var table []string
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			keys, line := keyParts(&p, e.Key())
+			keys, line := keyParts(lines, e.Key())
 			table = resolveTable(keys, counts, e.Kind == unstable.ArrayTable)
 			path := strings.Join(table, ".")
 			if _, seen := idx[path]; !seen || e.Kind == unstable.ArrayTable {
 				idx[path] = line
 			}
 		case unstable.KeyValue:
-			keys, line := keyParts(&p, e.Key())
+			keys, line := keyParts(lines, e.Key())
 			path := append(append([]string{}, table...), keys...)
-			idx.add(&p, path, line, e.Value())
+			idx.add(lines, path, line, e.Value())
 		}
 	}
 	return idx
 }
 
-func (idx keyIndex) add(p *unstable.Parser, path []string, line int, v *unstable.Node) {
+func (idx keyIndex) add(lines lineStarts, path []string, line int, v *unstable.Node) {
 	idx[strings.Join(path, ".")] = line
 	if v == nil || v.Kind != unstable.InlineTable {
 		return
@@ -47,8 +72,8 @@ func (idx keyIndex) add(p *unstable.Parser, path []string, line int, v *unstable
 		if kv.Kind != unstable.KeyValue {
 			continue
 		}
-		keys, l := keyParts(p, kv.Key())
-		idx.add(p, append(append([]string{}, path...), keys...), l, kv.Value())
+		keys, l := keyParts(lines, kv.Key())
+		idx.add(lines, append(append([]string{}, path...), keys...), l, kv.Value())
 	}
 }
 
@@ -73,14 +98,14 @@ func resolveTable(keys []string, counts map[string]int, array bool) []string {
 	return out
 }
 
-func keyParts(p *unstable.Parser, it unstable.Iterator) ([]string, int) {
+func keyParts(lines lineStarts, it unstable.Iterator) ([]string, int) {
 	var parts []string
 	line := 0
 	for it.Next() {
 		n := it.Node()
 		parts = append(parts, string(n.Data))
 		if line == 0 {
-			line = p.Shape(n.Raw).Start.Line
+			line = lines.line(int(n.Raw.Offset))
 		}
 	}
 	return parts, line

@@ -310,14 +310,21 @@ func TestAlertStateSurvivesKill9(t *testing.T) {
 	os.WriteFile(state, []byte("2"), 0o644)
 	var mu sync.Mutex
 	var types []string
+	seen := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p struct {
-			Notifications []struct{ Type string } `json:"notifications"`
+			Notifications []struct{ ID, Type string } `json:"notifications"`
 		}
 		json.NewDecoder(r.Body).Decode(&p)
 		mu.Lock()
 		for _, n := range p.Notifications {
-			types = append(types, n.Type)
+			// Delivery is at-least-once: a kill -9 right after the
+			// webhook answered resends it with the same ID, which is
+			// how receivers de-duplicate.
+			if !seen[n.ID] {
+				seen[n.ID] = true
+				types = append(types, n.Type)
+			}
 		}
 		mu.Unlock()
 	}))
