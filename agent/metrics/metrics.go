@@ -87,6 +87,7 @@ func (m *Metrics) Handler() http.Handler {
 
 var (
 	dChecks      = prometheus.NewDesc("recon_checks_scheduled", "Checks currently scheduled.", nil, nil)
+	dWaiting     = prometheus.NewDesc("recon_checks_waiting", "Due runs waiting for a concurrency slot (max_concurrency, per-type limits).", nil, nil)
 	dRuns        = prometheus.NewDesc("recon_check_runs_total", "Check results produced, by status.", []string{"status"}, nil)
 	dLate        = prometheus.NewDesc("recon_check_late_total", "Runs skipped because the previous run of the check was still going (or waiting on a full spool).", nil, nil)
 	dEmitErr     = prometheus.NewDesc("recon_check_results_undelivered_total", "Results the pipeline did not accept (only at shutdown).", nil, nil)
@@ -113,7 +114,7 @@ var (
 )
 
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dChecks, dRuns, dLate, dEmitErr, dLag, dDepth, dBytes, dBlocked, dCorrupt,
+	for _, d := range []*prometheus.Desc{dChecks, dWaiting, dRuns, dLate, dEmitErr, dLag, dDepth, dBytes, dBlocked, dCorrupt,
 		dWritten, dWriteErr, dAppendErr, dDead, dConnected, dSource, dSinkEvents, dClones, dWatchers, dCloneRuns, dDropWatcher, dComponent, dPlugRestart, dPlugFail, dPlugUp} {
 		ch <- d
 	}
@@ -129,6 +130,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.sched != nil {
 		st := m.sched.Stats()
 		gauge(dChecks, float64(st.Checks))
+		gauge(dWaiting, float64(st.Waiting))
 		for i, n := range st.ByStatus {
 			counter(dRuns, n, model.Status(i).String())
 		}

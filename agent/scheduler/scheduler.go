@@ -10,7 +10,6 @@
 package scheduler
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +46,8 @@ type Options struct {
 	// Emit receives every result. It may block (backpressure); ctx is
 	// cancelled at shutdown after the grace period.
 	Emit func(ctx context.Context, r model.Result) error
-	// OnResult, if set, observes every result after Emit (metrics).
+	// OnResult, if set, observes every result after Emit (metrics). It
+	// must not modify or keep the result.
 	OnResult func(r *model.Result)
 	Logger   *slog.Logger
 	// Now is the wall clock (tests simulate clock jumps); nil is time.Now.
@@ -70,11 +70,21 @@ type Scheduler struct {
 	mu      sync.Mutex
 	entries map[uuid.UUID]*entry
 	byName  map[string]uuid.UUID
-	queue   entryHeap
+	queue   queue
 	perType map[string]chan struct{}
 	wake    chan struct{}
 	runCtx  context.Context // cancelled when in-flight runs must stop
 	wg      sync.WaitGroup
+	workers *workers
+
+	// Due runs wait here, per check type, until a global and a per-type
+	// slot are both free. Waiting in the scheduler rather than in parked
+	// goroutines keeps one full type from holding global slots that other
+	// types could use, and keeps goroutines to the runs in progress.
+	ready      map[string][]*entry
+	readyTypes []string // types with waiting runs, served round-robin
+	waiting    int
+	stopping   bool
 
 	stats counters
 }
@@ -83,9 +93,10 @@ type entry struct {
 	check   *model.Check
 	runner  checktype.Runner
 	next    time.Time
-	index   int // in queue; -1 when not queued
-	running bool
+	index   int  // in queue; -1 when not queued
+	running bool // in progress or waiting for a slot
 	removed bool
+	due     time.Time // slot of the run waiting in the ready queue
 	st      state
 	last    *model.Result
 	// retired runners are closed once the in-flight run that may use them
@@ -113,20 +124,14 @@ func (s *Scheduler) schedule(e *entry, now time.Time) {
 	case e.removed:
 		return
 	case e.passive && e.freshness <= 0:
-		if e.index >= 0 {
-			heap.Remove(&s.queue, e.index)
-		}
+		s.queue.remove(e)
 		return
 	case e.passive:
 		e.next = now.Add(e.freshness)
 	default:
 		e.next = nextSlot(e.check, now)
 	}
-	if e.index >= 0 {
-		heap.Fix(&s.queue, e.index)
-	} else {
-		heap.Push(&s.queue, e)
-	}
+	s.queue.update(e)
 }
 
 // New returns a scheduler with no jobs. It starts nothing.
@@ -149,6 +154,8 @@ func New(opts Options) *Scheduler {
 		perType: map[string]chan struct{}{},
 		wake:    make(chan struct{}, 1),
 		runCtx:  context.Background(),
+		workers: newWorkers(10 * time.Second),
+		ready:   map[string][]*entry{},
 	}
 	for t, n := range opts.TypeConcurrency {
 		if n > 0 {
@@ -198,9 +205,7 @@ func (s *Scheduler) Update(jobs []Job) {
 		}
 		delete(s.entries, id)
 		e.removed = true
-		if e.index >= 0 {
-			heap.Remove(&s.queue, e.index)
-		}
+		s.queue.remove(e)
 		e.retire(e.runner)
 		if !e.running {
 			e.closeRetired(s.log)
@@ -266,6 +271,7 @@ func (s *Scheduler) Run(ctx context.Context, grace time.Duration) error {
 	defer cancelRuns()
 	s.mu.Lock()
 	s.runCtx = runCtx
+	s.stopping = false
 	s.mu.Unlock()
 
 	timer := time.NewTimer(time.Hour)
@@ -275,11 +281,28 @@ func (s *Scheduler) Run(ctx context.Context, grace time.Duration) error {
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			s.stopAdmitting()
 			return s.drain(grace, cancelRuns)
 		case <-s.wake:
 		case <-timer.C:
 		}
 	}
+}
+
+// stopAdmitting drops the runs still waiting for a slot: at shutdown only
+// the runs in progress finish.
+func (s *Scheduler) stopAdmitting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	for _, q := range s.ready {
+		for _, e := range q {
+			e.running = false
+			e.closeRetired(s.log)
+		}
+	}
+	clear(s.ready)
+	s.readyTypes, s.waiting = s.readyTypes[:0], 0
 }
 
 func (s *Scheduler) drain(grace time.Duration, cancel context.CancelFunc) error {
@@ -299,7 +322,8 @@ func (s *Scheduler) drain(grace time.Duration, cancel context.CancelFunc) error 
 // maxSleep bounds a sleep so that a wall-clock jump is noticed soon.
 const maxSleep = time.Second
 
-// dispatchDue starts every due check and returns how long to sleep.
+// dispatchDue queues every due check, starts as many as the concurrency
+// limits allow and returns how long to sleep.
 //
 // The schedule is on the wall clock (a check's slots are multiples of its
 // period since the epoch). When the clock jumps forward, overdue checks run
@@ -310,9 +334,10 @@ func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) > 0 {
-		if head := s.queue[0]; head.next.Sub(now) > s.horizon(head)+time.Second {
+		if head := s.queue.head(); head.next.Sub(now) > s.horizon(head)+time.Second {
 			s.log.Warn("wall clock moved backwards; rescheduling every check", "by", head.next.Sub(now)-s.horizon(head))
-			for _, e := range s.queue {
+			for _, it := range s.queue {
+				e := it.e
 				switch {
 				case e.passive:
 					e.next = now.Add(e.freshness)
@@ -320,28 +345,107 @@ func (s *Scheduler) dispatchDue(now time.Time) time.Duration {
 					e.next = nextSlot(e.check, now)
 				}
 			}
-			heap.Init(&s.queue)
+			s.queue.rebuild()
 		}
 	}
+	sleep := maxSleep
 	for len(s.queue) > 0 {
-		e := s.queue[0]
-		if e.next.After(now) {
-			return min(e.next.Sub(now), maxSleep)
+		e := s.queue.head()
+		if !s.queue.due(now) {
+			sleep = min(e.next.Sub(now), maxSleep)
+			break
 		}
-		s.stats.lag.observe(now.Sub(e.next))
 		if e.running {
-			// The previous run is still going: skip this slot, count it.
+			// The previous run is still going (or still waiting for a
+			// slot): skip this slot, count it.
 			e.late++
 			s.stats.late.Add(1)
 			s.schedule(e, now)
 			continue
 		}
 		e.running = true
+		e.due = e.next
 		s.schedule(e, now)
-		s.wg.Add(1)
-		go s.run(s.runCtx, e, e.runner, e.check, e.last)
+		typ := e.check.Type
+		if len(s.ready[typ]) == 0 {
+			s.readyTypes = append(s.readyTypes, typ)
+		}
+		s.ready[typ] = append(s.ready[typ], e)
+		s.waiting++
 	}
-	return maxSleep
+	s.startReady()
+	return sleep
+}
+
+// startReady starts waiting runs while slots are free, one per type in
+// turn so that a busy type cannot starve the others. Called with s.mu held
+// whenever runs are queued or a slot is released.
+func (s *Scheduler) startReady() {
+	for s.waiting > 0 && !s.stopping {
+		started := false
+		for i := 0; i < len(s.readyTypes); {
+			typ := s.readyTypes[i]
+			q := s.ready[typ]
+			e := q[0]
+			if !e.removed {
+				release, ok, globalFull := s.tryAcquire(typ)
+				if globalFull {
+					return
+				}
+				if !ok { // this type is at its limit
+					i++
+					continue
+				}
+				s.start(e, release)
+				started = true
+			} else {
+				e.running = false
+				e.closeRetired(s.log)
+			}
+			q[0] = nil
+			q = q[1:]
+			s.waiting--
+			if len(q) > 0 {
+				s.ready[typ] = q
+				i++
+				continue
+			}
+			delete(s.ready, typ)
+			s.readyTypes = append(s.readyTypes[:i], s.readyTypes[i+1:]...)
+		}
+		if !started {
+			return
+		}
+	}
+}
+
+// start runs e, which holds slots released by release, on a worker.
+func (s *Scheduler) start(e *entry, release func()) {
+	now := s.opts.Now()
+	s.stats.lag.observe(now.Sub(e.due))
+	s.wg.Add(1)
+	ctx, r, c, prev := s.runCtx, e.runner, e.check, e.last
+	s.workers.do(func() { s.run(ctx, e, r, c, prev, release) })
+}
+
+// tryAcquire takes a global and a per-type slot without waiting.
+func (s *Scheduler) tryAcquire(typ string) (release func(), ok, globalFull bool) {
+	select {
+	case s.global <- struct{}{}:
+	default:
+		return nil, false, true
+	}
+	ch := s.perType[typ]
+	if ch == nil {
+		return func() { <-s.global }, true, false
+	}
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch; <-s.global }, true, false
+	default:
+		<-s.global
+		return nil, false, false
+	}
 }
 
 // horizon is how far ahead an entry can legitimately be scheduled.
@@ -377,19 +481,14 @@ func (s *Scheduler) runContext() context.Context {
 	return s.runCtx
 }
 
-// run executes one run of e, records and emits its result and returns it.
-func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *model.Check, prev *model.Result) model.Result {
+// run executes one run of e in the slots that release frees, records and
+// emits its result and returns it.
+func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *model.Check, prev *model.Result, release func()) model.Result {
 	defer s.wg.Done()
-	res, err := s.execute(ctx, r, c, prev)
-	if err != nil {
-		// Only shutdown gets here: no slot was free before cancellation.
-		s.mu.Lock()
-		e.running = false
-		e.closeRetired(s.log)
-		s.mu.Unlock()
-		return checktype.Unknown("not run: %v", err)
-	}
+	res := s.execute(ctx, r, c, prev)
+	release()
 	s.mu.Lock()
+	s.startReady()
 	e.st = e.st.next(res.Status, c.MaxAttempts)
 	res.StateType, res.Attempt = e.st.stateType, e.st.attempt
 	if e.st.retrying() && !e.removed && !e.passive {
@@ -397,14 +496,15 @@ func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *mo
 		if t := s.opts.Now().Add(c.RetryPeriod); t.Before(e.next) {
 			e.next = t
 			if e.index >= 0 {
-				heap.Fix(&s.queue, e.index)
+				s.queue.update(e)
 			}
 			s.poke()
 		}
 	}
 	e.runs++
-	last := res
-	e.last = &last
+	last := new(model.Result)
+	*last = res
+	e.last = last
 	s.mu.Unlock()
 
 	s.stats.runs.Add(1)
@@ -416,7 +516,7 @@ func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *mo
 		}
 	}
 	if s.opts.OnResult != nil {
-		s.opts.OnResult(&res)
+		s.opts.OnResult(last) // read-only: no second heap copy of res per run
 	}
 	s.mu.Lock()
 	e.running = false
@@ -425,13 +525,8 @@ func (s *Scheduler) run(ctx context.Context, e *entry, r checktype.Runner, c *mo
 	return res
 }
 
-// execute acquires concurrency slots and runs the check under its timeout.
-func (s *Scheduler) execute(ctx context.Context, r checktype.Runner, c *model.Check, prev *model.Result) (model.Result, error) {
-	release, err := s.acquire(ctx, c.Type)
-	if err != nil {
-		return model.Result{}, err
-	}
-	defer release()
+// execute runs the check under its timeout.
+func (s *Scheduler) execute(ctx context.Context, r checktype.Runner, c *model.Check, prev *model.Result) model.Result {
 	start := s.opts.Now()
 	rctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	res := safeRun(rctx, r, prev)
@@ -449,7 +544,7 @@ func (s *Scheduler) execute(ctx context.Context, r checktype.Runner, c *model.Ch
 	if len(c.Tags) > 0 && res.Tags == nil {
 		res.Tags = c.Tags
 	}
-	return res, nil
+	return res
 }
 
 // safeRun turns a panic in a check type into an UNKNOWN result: one broken
@@ -491,7 +586,21 @@ func (s *Scheduler) RunNow(ctx context.Context, id uuid.UUID) (model.Result, err
 	done := make(chan model.Result, 1)
 	// The scheduled path, so state, stats and emit are identical. The run
 	// goes on under the scheduler's context even if the caller gives up.
-	go func() { done <- s.run(s.runContext(), e, r, c, prev) }()
+	go func() {
+		ctx := s.runContext()
+		release, err := s.acquire(ctx, c.Type)
+		if err != nil {
+			// Only shutdown gets here: no slot was free before cancellation.
+			s.mu.Lock()
+			e.running = false
+			e.closeRetired(s.log)
+			s.mu.Unlock()
+			s.wg.Done()
+			done <- checktype.Unknown("not run: %v", err)
+			return
+		}
+		done <- s.run(ctx, e, r, c, prev, release)
+	}()
 	select {
 	case res := <-done:
 		return res, nil
@@ -598,6 +707,8 @@ type Stats struct {
 	EmitErrors uint64
 	ByStatus   [4]uint64
 	Checks     int
+	// Waiting counts due runs waiting for a concurrency slot.
+	Waiting int
 	// LagBuckets[i] counts dispatches that started between 2^(i-1) and
 	// 2^i microseconds after their due time (bucket 0: under 1 µs).
 	LagBuckets [lagBuckets]uint64
@@ -654,6 +765,7 @@ func (s *Scheduler) Stats() Stats {
 	}
 	s.mu.Lock()
 	st.Checks = len(s.entries)
+	st.Waiting = s.waiting
 	s.mu.Unlock()
 	return st
 }

@@ -150,7 +150,9 @@ func TestRetriesAndStateTypes(t *testing.T) {
 	s.Update([]Job{{Check: c, Runner: crit}})
 	// Make it due now instead of within the hour.
 	s.mu.Lock()
-	s.entries[c.ID].next = time.Now()
+	e := s.entries[c.ID]
+	e.next = time.Now()
+	s.queue.update(e)
 	s.mu.Unlock()
 	start(t, s)
 	rs := col.waitFor(t, 3, 5*time.Second)
@@ -316,7 +318,9 @@ func TestGracefulStop(t *testing.T) {
 	c.Timeout = time.Minute
 	s.Update([]Job{{Check: c, Runner: r}})
 	s.mu.Lock()
-	s.entries[c.ID].next = time.Now()
+	e := s.entries[c.ID]
+	e.next = time.Now()
+	s.queue.update(e)
 	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -470,5 +474,66 @@ func TestClockJumps(t *testing.T) {
 	got := len(col.snapshot()) - n
 	if got < 2 || got > 8 {
 		t.Errorf("%d runs in 500ms after a forward jump at a 100ms period", got)
+	}
+}
+
+// TestBusyTypeDoesNotStarveOthers: runs of a type at its own limit wait in
+// the scheduler, not in global slots, so other types keep running; at
+// shutdown the waiting runs are dropped and nothing more starts.
+func TestBusyTypeDoesNotStarveOthers(t *testing.T) {
+	var slowInFlight, slowMax, slowStarted atomic.Int32
+	release := make(chan struct{})
+	slow := checktype.Func(func(ctx context.Context, _ *model.Result) model.Result {
+		slowStarted.Add(1)
+		n := slowInFlight.Add(1)
+		for {
+			m := slowMax.Load()
+			if n <= m || slowMax.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		select {
+		case <-release:
+		case <-time.After(300 * time.Millisecond):
+		}
+		slowInFlight.Add(-1)
+		return model.Result{}
+	})
+	var fastRuns atomic.Int32
+	fast := checktype.Func(func(context.Context, *model.Result) model.Result {
+		fastRuns.Add(1)
+		return model.Result{}
+	})
+	var col collector
+	s := New(Options{Emit: col.emit, MaxConcurrency: 4, TypeConcurrency: map[string]int{"slow": 1}})
+	var jobs []Job
+	for i := range 20 {
+		c := check(fmt.Sprint("slow", i), 50*time.Millisecond)
+		c.Type, c.Timeout = "slow", time.Second
+		jobs = append(jobs, Job{Check: c, Runner: slow})
+	}
+	jobs = append(jobs, Job{Check: check("fast", 20*time.Millisecond), Runner: fast})
+	s.Update(jobs)
+	stop := start(t, s)
+	time.Sleep(time.Second)
+	st := s.Stats()
+	if st.Waiting == 0 {
+		t.Errorf("no runs waiting although 20 slow checks share one slot: %+v", st)
+	}
+	if n := fastRuns.Load(); n < 10 {
+		t.Errorf("fast check ran %d times in 1 s (period 20 ms): starved by the busy type", n)
+	}
+	if m := slowMax.Load(); m != 1 {
+		t.Errorf("slow type ran %d at once, limit 1", m)
+	}
+	close(release)
+	stop()
+	if st := s.Stats(); st.Waiting != 0 {
+		t.Errorf("%d runs still waiting after shutdown", st.Waiting)
+	}
+	n := slowStarted.Load()
+	time.Sleep(100 * time.Millisecond)
+	if slowStarted.Load() != n {
+		t.Error("runs started after shutdown")
 	}
 }

@@ -104,6 +104,9 @@ func TestWebhookSignedGroupedRetried(t *testing.T) {
 		t.Errorf("bad signature %q", h.sigs[0])
 	}
 	h.mu.Unlock()
+	// The sink books the delivery after the webhook's response arrives, a
+	// moment after the handler has recorded the payload.
+	waitFor(t, "delivery booked", func() bool { st := s.Stats(); return st.Delivered == 2 && st.Outbox == 0 })
 	st := s.Stats()
 	if st.DeliveryFailures < 2 || st.Delivered != 2 || st.Outbox != 0 || st.Firing != 2 {
 		t.Errorf("stats: %+v", st)
