@@ -18,7 +18,7 @@ PROTOC_GEN_GO_GRPC := v1.6.2
 # Modules of their own: the plugin protocol, the SDK and the examples.
 PLUGIN_MODS := plugins/proto plugins/sdk plugins/examples
 
-.PHONY: all build run test test-plugins test-short bench fuzz lint proto ui install clean
+.PHONY: all build run test test-plugins test-short bench soak fuzz lint proto ui install clean
 
 all: lint build test
 
@@ -43,6 +43,10 @@ test-short:
 ## bench: the SPEC §13 benchmarks, each next to its peer baseline in the same run
 bench:
 	$(GO) run ./internal/benchtable -out docs/benchmarks.md
+
+## soak: only the soak, real agent → Postgres at 10,000 results/s for RECON_SOAK (default 10m)
+soak:
+	$(GO) run ./internal/benchtable -only Soak
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

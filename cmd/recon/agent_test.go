@@ -55,7 +55,7 @@ type agentProc struct {
 	done   chan struct{}
 }
 
-func startAgent(t *testing.T, cfg string, extraEnv ...string) *agentProc {
+func startAgent(t testing.TB, cfg string, extraEnv ...string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(reconBinary(t), "agent", "-c", cfg)
 	cmd.Dir = filepath.Dir(cfg)
@@ -92,7 +92,7 @@ func (p *agentProc) log() string {
 	return p.stderr.String()
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, f func() bool) {
+func waitFor(t testing.TB, what string, within time.Duration, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !f() {

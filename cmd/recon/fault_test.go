@@ -22,7 +22,7 @@ import (
 
 // apiAddr waits for the agent's "API listening" log line and returns the
 // address.
-func apiAddr(t *testing.T, p *agentProc) string {
+func apiAddr(t testing.TB, p *agentProc) string {
 	re := regexp.MustCompile(`msg="API listening" component=api addr=(\S+)`)
 	var addr string
 	waitFor(t, "API address", 20*time.Second, func() bool {

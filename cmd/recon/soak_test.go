@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reconmon/recon/internal/testutil/pgtest"
+	"github.com/reconmon/recon/sinks/postgres"
+)
+
+// soakScript is a Lua check with two numeric metrics: every result is one
+// status row and two metric rows.
+const soakScript = `function check(ctx)
+  return { status = "OK", output = "soak", metrics = { value = 42, ms = { value = 1.5, unit = "ms" } } }
+end
+`
+
+// BenchmarkSoakPostgres: the real agent runs 10,000 Lua checks every
+// second (10,000 results/s) into the Postgres sink with its default spool
+// (fsync = always) and a Postgres with fsync on, for RECON_SOAK (default
+// 10m) after a minute of warm-up. It reports (SPEC §13, issue 12):
+//   - p50/p99/max of result → row latency: a trigger stamps every status
+//     row with clock_timestamp() as it is inserted, compared with the
+//     result's time (the start of its run);
+//   - p99 of visible lag: once a second, now() − the newest committed
+//     result time, which includes the commit;
+//   - the rate of rows stored in the window (every result, none lost);
+//   - memory: Go heap in use and RSS, the mean of the last three samples
+//     over the first three (sampled every 10 s; 100 = no growth).
+func BenchmarkSoakPostgres(b *testing.B) {
+	dur := 10 * time.Minute
+	if v := os.Getenv("RECON_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("RECON_SOAK: %v", err)
+		}
+		dur = d
+	}
+	const checks = 10_000
+	const warmup = time.Minute
+	ctx := context.Background()
+	for range b.N {
+		pgc := pgtest.Start(b, pgtest.Options{Fsync: true})
+		dsn := pgc.NewDatabase(b)
+		// The schema exists before the agent starts so that the stamp
+		// trigger sees every row.
+		st, err := postgres.Open(ctx, postgres.Settings{DSN: dsn}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st.Close()
+		db, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close(ctx)
+		if _, err := db.Exec(ctx, `ALTER TABLE recon.status ADD COLUMN ingested_at timestamptz;
+			CREATE FUNCTION recon.soak_stamp() RETURNS trigger LANGUAGE plpgsql AS
+			$$BEGIN NEW.ingested_at := clock_timestamp(); RETURN NEW; END$$;
+			CREATE TRIGGER soak_stamp BEFORE INSERT ON recon.status FOR EACH ROW EXECUTE FUNCTION recon.soak_stamp();`); err != nil {
+			b.Fatal(err)
+		}
+
+		dir := b.TempDir()
+		script := filepath.Join(dir, "soak.lua")
+		if err := os.WriteFile(script, []byte(soakScript), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		var cfg strings.Builder
+		fmt.Fprintf(&cfg, "[agent]\nlisten = \"127.0.0.1:0\"\ndata_dir = %q\n\n[[sink]]\ntype = \"postgres\"\ndsn = %q\n", filepath.Join(dir, "data"), dsn)
+		for i := range checks {
+			fmt.Fprintf(&cfg, "\n[[check]]\nname = \"soak-%05d\"\ntype = \"lua\"\nscript = %q\nperiod = \"1s\"\n", i, script)
+		}
+		cfgPath := filepath.Join(dir, "recon.toml")
+		if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		p := startAgent(b, cfgPath)
+		api := "http://" + apiAddr(b, p)
+		time.Sleep(warmup)
+
+		var heap, rss []float64
+		var lags []time.Duration
+		sample := func() {
+			m, err := scrape(api + "/metrics")
+			if err != nil {
+				b.Fatalf("scrape: %v", err)
+			}
+			kb, _, err := rssKB(p.cmd.Process.Pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			heap = append(heap, m["go_memstats_heap_inuse_bytes"])
+			rss = append(rss, float64(kb)/1024)
+		}
+		before, err := scrape(api + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		sample()
+		tick := time.NewTicker(time.Second)
+		for n := 1; time.Since(t0) < dur; n++ {
+			<-tick.C
+			var lag float64
+			// The newest result committed; the window is short so the
+			// ts index answers it at once.
+			if err := db.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - max(ts)), 0)::float8
+				FROM recon.status WHERE ts > now() - interval '1 minute'`).Scan(&lag); err != nil {
+				b.Fatal(err)
+			}
+			lags = append(lags, time.Duration(lag*float64(time.Second)))
+			if n%10 == 0 {
+				sample()
+			}
+		}
+		tick.Stop()
+		t1 := time.Now()
+		after, err := scrape(api + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Everything run before t1 has had 10 s to land.
+		time.Sleep(10 * time.Second)
+		var rows int64
+		var p50, p99, pmax float64
+		if err := db.QueryRow(ctx, `SELECT count(*),
+				coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts)), 0)::float8,
+				coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts)), 0)::float8,
+				coalesce(max(extract(epoch FROM ingested_at - ts)), 0)::float8
+			FROM recon.status WHERE ts >= $1 AND ts < $2`, t0, t1).Scan(&rows, &p50, &p99, &pmax); err != nil {
+			b.Fatal(err)
+		}
+		window := t1.Sub(t0).Seconds()
+		late := after["recon_check_late_total"] - before["recon_check_late_total"]
+		// Every check runs once a second: a shortfall is a result lost or
+		// never run (late runs are counted by the scheduler).
+		if want := float64(checks) * window; float64(rows) < 0.995*want-late {
+			b.Errorf("%d status rows in %.0f s, want %.0f (%.0f runs late)", rows, window, want, late)
+		}
+		sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+		b.ReportMetric(float64(rows)/window, "results/s")
+		b.ReportMetric(p50*1000, "p50_ms")
+		b.ReportMetric(p99*1000, "p99_ms")
+		b.ReportMetric(pmax*1000, "max_ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "lag_p99_ms")
+		b.ReportMetric(late, "late_runs")
+		b.ReportMetric(after["recon_spool_depth"], "spool_depth_end")
+		b.ReportMetric(growth(heap), "heap_end_%")
+		b.ReportMetric(growth(rss), "rss_end_%")
+		b.ReportMetric(rss[len(rss)-1], "rss_MB")
+		b.ReportMetric(window, "window_s")
+		b.Logf("soak %.0f s: %d rows, heap %.1f → %.1f MB, rss %.1f → %.1f MB", window, rows,
+			heap[0]/1e6, heap[len(heap)-1]/1e6, rss[0], rss[len(rss)-1])
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// growth is the mean of the last three samples over the mean of the first
+// three, in percent.
+func growth(s []float64) float64 {
+	k := min(3, len(s)/2)
+	if k == 0 {
+		return 0
+	}
+	var first, last float64
+	for i := range k {
+		first += s[i]
+		last += s[len(s)-1-i]
+	}
+	return 100 * last / first
+}
+
+// scrape reads a Prometheus text exposition into name → value, summing
+// the series of a name (labels dropped).
+func scrape(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			// Label values may hold spaces: the value follows the '}'.
+			j := strings.LastIndexByte(line, '}')
+			name, rest = line[:i], strings.TrimSpace(line[j+1:])
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		if err != nil {
+			continue
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
+}
