@@ -144,6 +144,10 @@ type Engine struct {
 	defaults  []string // notifiers for rules without notify
 	winUD     *lua.LUserData
 	resTable  *lua.LTable
+	// history refills the window of a series the engine holds no samples
+	// for (after a restart or a reload) from the trend store; nil without
+	// one.
+	history historyFunc
 
 	// outputs of the last call
 	transitions   []Transition
@@ -206,6 +210,7 @@ func (e *Engine) Rules() []*Rule { return e.rules }
 func (e *Engine) Replace(L *lua.LState, rules []*Rule, inhibits []Inhibit, defaultNotify []string) {
 	old := e.L
 	ne := NewEngine(L, rules, inhibits, e.silences, defaultNotify)
+	ne.history = e.history
 	byName := map[string]*Rule{}
 	for _, r := range rules {
 		byName[r.Name] = r
@@ -213,7 +218,7 @@ func (e *Engine) Replace(L *lua.LState, rules []*Rule, inhibits []Inhibit, defau
 	for k, in := range e.instances {
 		if r, ok := byName[in.Rule]; ok {
 			in.rule = r
-			in.win = newWindow(r.Samples, r.Window) // the window shape may have changed
+			in.win = nil // the window shape may have changed: refilled on the next sample
 			ne.instances[k] = in
 		}
 	}
@@ -227,7 +232,7 @@ func instanceKey(rule string, id uuid.UUID, metric string) string {
 	return rule + "|" + id.String() + "|" + metric
 }
 
-func (e *Engine) instance(r *Rule, res *model.Result, metric string) *Instance {
+func (e *Engine) instance(ctx context.Context, r *Rule, res *model.Result, metric string) *Instance {
 	k := instanceKey(r.Name, res.CheckID, metric)
 	in, ok := e.instances[k]
 	if !ok {
@@ -240,6 +245,7 @@ func (e *Engine) instance(r *Rule, res *model.Result, metric string) *Instance {
 	}
 	if in.win == nil {
 		in.win = newWindow(r.Samples, r.Window)
+		e.refill(ctx, in, r, res.Time)
 	}
 	in.Check, in.Target, in.Tags = res.Check, res.Target, res.Tags
 	return in
@@ -283,7 +289,7 @@ func (e *Engine) Process(ctx context.Context, res *model.Result) {
 		if !r.matchesStatus(res) {
 			continue
 		}
-		e.observe(r, res, "", float64(res.Status))
+		e.observe(ctx, r, res, "", float64(res.Status))
 	}
 	for mi := range res.Metrics {
 		m := &res.Metrics[mi]
@@ -296,13 +302,13 @@ func (e *Engine) Process(ctx context.Context, res *model.Result) {
 			if !r.matchesStatus(res) {
 				continue
 			}
-			e.observe(r, res, m.Name, v)
+			e.observe(ctx, r, res, m.Name, v)
 		}
 	}
 }
 
-func (e *Engine) observe(r *Rule, res *model.Result, metric string, v float64) {
-	in := e.instance(r, res, metric)
+func (e *Engine) observe(ctx context.Context, r *Rule, res *model.Result, metric string, v float64) {
+	in := e.instance(ctx, r, res, metric)
 	if !res.Time.After(in.LastSeen) {
 		return
 	}

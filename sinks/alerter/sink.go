@@ -200,6 +200,9 @@ func (s *Sink) Connect(ctx context.Context) error {
 	}
 	s.silences, s.outbox = sil, ob
 	s.engine = NewEngine(L, rules, s.inhibits(), sil, s.defaultNotify())
+	if s.env.Store != nil {
+		s.engine.history = storeHistory(s.env.Store)
+	}
 	if err := s.loadState(); err != nil {
 		s.log.Error("alert state unreadable; starting without it", "err", err)
 	}
@@ -325,7 +328,7 @@ func (s *Sink) loadState() error {
 		if !ok {
 			continue // the rule is gone
 		}
-		in.rule, in.win = r, newWindow(r.Samples, r.Window)
+		in.rule = r // its window is refilled from the trend store on its next sample
 		s.engine.instances[in.Key] = in
 	}
 	s.pending = st.Pending

@@ -19,6 +19,8 @@ import (
 	"github.com/reconmon/recon/agent/config"
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/sink"
+	"github.com/reconmon/recon/agent/store"
+	"github.com/reconmon/recon/sinks/sqlite"
 )
 
 // hook records webhook deliveries and can fail on demand.
@@ -69,11 +71,20 @@ func waitFor(t *testing.T, what string, f func() bool) {
 
 func newSink(t *testing.T, dataDir string, st Settings) *Sink {
 	t.Helper()
+	return newSinkWithStore(t, dataDir, st, nil)
+}
+
+// newSinkWithStore gives the sink the agent's trend store (nil: none).
+func newSinkWithStore(t *testing.T, dataDir string, st Settings, ts store.Store) *Sink {
+	t.Helper()
 	if st.GroupWait == 0 {
 		st.GroupWait = config.Duration(100 * time.Millisecond)
 	}
-	s, err := Type{}.New(&sink.Spec{Name: "alerts", Type: "alerter", Settings: &st, Dir: dataDir},
-		sink.Env{Agent: "a1", DataDir: dataDir, Logger: slog.New(slog.DiscardHandler)})
+	env := sink.Env{Agent: "a1", DataDir: dataDir, Logger: slog.New(slog.DiscardHandler)}
+	if ts != nil {
+		env.Store = func() store.Store { return ts }
+	}
+	s, err := Type{}.New(&sink.Spec{Name: "alerts", Type: "alerter", Settings: &st, Dir: dataDir}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,5 +353,55 @@ func TestNotifierConfigErrors(t *testing.T) {
 		if _, err := buildNotifier(nc, "a", slog.Default()); err == nil {
 			t.Errorf("%+v accepted", nc)
 		}
+	}
+}
+
+// TestWindowRefilledFromTrendStore: after a restart (no samples in memory)
+// a window is refilled from the trend store, so "avg of the last 5" judges
+// five samples, not the first one that arrives. Without a store it cannot
+// be, and the lone new sample decides.
+func TestWindowRefilledFromTrendStore(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		withStore  bool
+		wantFiring int
+	}{{"with store", true, 1}, {"without store", false, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ts, err := sqlite.Open(ctx, filepath.Join(dir, "trend.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ts.Close()
+			// Before the restart: four slow answers (and one from
+			// another check, which must not count).
+			var past []model.Result
+			for i := range 4 {
+				past = append(past, *result("web", t0.Add(time.Duration(i)*time.Second), model.OK, model.Hard, metric("lat", 200)))
+			}
+			past = append(past, *result("other", t0.Add(3*time.Second), model.OK, model.Hard, metric("lat", -10000)))
+			if err := ts.WriteBatch(ctx, past); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, "rules.lua"), []byte(`rule { name = "slow", metric = "lat", samples = 5,
+				condition = function(w) return w:avg() > 100 end }`), 0o644)
+			var st store.Store
+			if tc.withStore {
+				st = ts
+			}
+			s := newSinkWithStore(t, dir, Settings{Rules: []string{"rules.lua"}, Notifier: []NotifierConfig{{Name: "log", Type: "log"}}}, st)
+			defer s.Close()
+			// One fast answer: avg(200, 200, 200, 200, 50) = 170.
+			if err := s.WriteBatch(ctx, []model.Result{*result("web", t0.Add(4*time.Second), model.OK, model.Hard, metric("lat", 50))}); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Stats().Firing; got != tc.wantFiring {
+				t.Errorf("firing %d, want %d (stats %+v)", got, tc.wantFiring, s.Stats())
+			}
+			if tc.withStore && s.Stats().Errors != 0 {
+				t.Errorf("refill errors: %+v", s.Stats())
+			}
+		})
 	}
 }
