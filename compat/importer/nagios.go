@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reconmon/recon/compat/nagios"
@@ -264,8 +265,12 @@ var cosmeticKeys = map[string]bool{
 	"vrml_image": true, "statusmap_image": true, "2d_coords": true, "3d_coords": true, "display_name": true,
 }
 
-var customMacro = regexp.MustCompile(`\$(_HOST|_SERVICE)([A-Za-z0-9_]+)\$`)
-var anyMacro = regexp.MustCompile(`\$([A-Z_][A-Z0-9_]*)\$`)
+// The macro patterns are compiled on first use: only `recon import`
+// needs them, not a running agent.
+var (
+	customMacro = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$(_HOST|_SERVICE)([A-Za-z0-9_]+)\$`) })
+	anyMacro    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$([A-Z_][A-Z0-9_]*)\$`) })
+)
 
 func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck bool) {
 	w := &t.w
@@ -297,8 +302,8 @@ func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck
 	// $ARGn$ and $USERn$ at run time.
 	command = strings.NewReplacer("$HOSTNAME$", host, "$HOSTALIAS$", orDefault(hv["alias"], host),
 		"$SERVICEDESC$", desc, "$HOSTDISPLAYNAME$", orDefault(hv["display_name"], host)).Replace(command)
-	command = customMacro.ReplaceAllStringFunc(command, func(m string) string {
-		sub := customMacro.FindStringSubmatch(m)
+	command = customMacro().ReplaceAllStringFunc(command, func(m string) string {
+		sub := customMacro().FindStringSubmatch(m)
 		src := v
 		if sub[1] == "_HOST" {
 			src = hv
@@ -312,14 +317,14 @@ func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck
 		problems = append(problems, fmt.Sprintf("custom macro %s is not defined", m))
 		return m
 	})
-	for _, m := range anyMacro.FindAllStringSubmatch(command, -1) {
+	for _, m := range anyMacro().FindAllStringSubmatch(command, -1) {
 		if !supportedMacro(m[1]) {
 			problems = append(problems, fmt.Sprintf("macro $%s$ has no recon equivalent", m[1]))
 		}
 	}
 	shell := false
 	if command != "" {
-		probe := anyMacro.ReplaceAllString(command, "x")
+		probe := anyMacro().ReplaceAllString(command, "x")
 		if _, err := nagios.SplitCommand(probe); err != nil && strings.Contains(err.Error(), "needs a shell") {
 			shell = true
 		}
@@ -404,7 +409,7 @@ func (t *translator) check(host, desc string, v, hv map[string]string, hostCheck
 // highestArg is the largest n of the $ARGn$ in command.
 func highestArg(command string) int {
 	n := 0
-	for _, m := range anyMacro.FindAllStringSubmatch(command, -1) {
+	for _, m := range anyMacro().FindAllStringSubmatch(command, -1) {
 		if a, ok := strings.CutPrefix(m[1], "ARG"); ok {
 			if i, err := strconv.Atoi(a); err == nil && i > n {
 				n = i
@@ -486,7 +491,7 @@ func (t *translator) templates() {
 			continue
 		}
 		var foreign []string
-		for _, m := range anyMacro.FindAllStringSubmatch(line, -1) {
+		for _, m := range anyMacro().FindAllStringSubmatch(line, -1) {
 			if !supportedMacro(m[1]) && m[1] != "HOSTNAME" && m[1] != "SERVICEDESC" {
 				foreign = append(foreign, "$"+m[1]+"$")
 			}
@@ -506,7 +511,7 @@ func (t *translator) templates() {
 		w.kv("type", "nagios")
 		w.kv("command", line)
 		nargs := 0
-		for _, m := range anyMacro.FindAllStringSubmatch(line, -1) {
+		for _, m := range anyMacro().FindAllStringSubmatch(line, -1) {
 			if a, ok := strings.CutPrefix(m[1], "ARG"); ok {
 				if i, err := strconv.Atoi(a); err == nil && i > nargs {
 					nargs = i
@@ -520,7 +525,7 @@ func (t *translator) templates() {
 			}
 			w.kv("args", args)
 		}
-		probe := anyMacro.ReplaceAllString(line, "x")
+		probe := anyMacro().ReplaceAllString(line, "x")
 		if _, err := nagios.SplitCommand(probe); err != nil && strings.Contains(err.Error(), "needs a shell") {
 			w.kv("shell", true)
 		}

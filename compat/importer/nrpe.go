@@ -206,7 +206,7 @@ func (st *nrpeState) emit() (*Output, error) {
 	for _, name := range st.order {
 		c := st.commands[name]
 		w.comment("%s", c.where)
-		probe := anyMacro.ReplaceAllString(c.line, "x")
+		probe := anyMacro().ReplaceAllString(c.line, "x")
 		if _, err := nagios.SplitCommand(probe); err != nil && !strings.Contains(err.Error(), "needs a shell") {
 			w.comment("WARNING: %v", err)
 			out.Warnings = append(out.Warnings, fmt.Sprintf("%s: %v", c.where, err))

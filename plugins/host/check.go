@@ -152,11 +152,29 @@ func (r *Runner) prepared(ctx context.Context) (*proc, *instance, error) {
 	return p, inst, nil
 }
 
-// Run implements checktype.Runner.
+// Run implements checktype.Runner: the run goes to the plugin with the
+// runs of other checks of the same process that are waiting at the same
+// moment (see batcher), or alone with Options.RunSingly.
 func (r *Runner) Run(ctx context.Context, prev *model.Result) model.Result {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, r.timeout) // no-op when ctx has an earlier deadline
-	defer cancel()
+	if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > r.timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	p, err := r.proc()
+	if err != nil {
+		return r.unknown(err)
+	}
+	if r.h.opts.RunSingly {
+		p.batcher().count(1)
+		return r.runDirect(ctx, prev, start)
+	}
+	return p.batcher().run(ctx, r, prev, start)
+}
+
+// runDirect runs the check with one Run call.
+func (r *Runner) runDirect(ctx context.Context, prev *model.Result, start time.Time) model.Result {
 	for attempt := 0; ; attempt++ {
 		p, inst, err := r.prepared(ctx)
 		if err != nil {

@@ -53,8 +53,12 @@ type Options struct {
 	StopTimeout time.Duration // default 2s
 	// OutputLimit caps each output string a plugin returns (bytes).
 	OutputLimit int // default DefaultOutputLimit
-	// MaxBatch caps the checks sent in one RunMany call.
+	// MaxBatch caps the checks sent in one RunMany or RunStream call.
 	MaxBatch int // default 1000
+	// RunSingly sends every scheduled run in a Run call of its own instead
+	// of coalescing the runs waiting at the same moment into RunStream
+	// calls (for comparison; coalescing is the default).
+	RunSingly bool
 }
 
 func (o *Options) withDefaults() {
@@ -174,6 +178,10 @@ type Stats struct {
 	Failures uint64 // crashes, hangs, exits and failed starts
 	// LastError is the last failure's reason, empty if none.
 	LastError string
+	// Runs counts check runs sent to the plugin and Calls the RPCs that
+	// carried them (Run, or RunStream with coalesced runs): their ratio
+	// is the mean batch size.
+	Runs, Calls uint64
 }
 
 // Stats returns the state of every plugin process, sorted by path.
@@ -191,6 +199,9 @@ func (h *Host) Stats() []Stats {
 			Failures: p.failuresTotal, LastError: p.lastErr}
 		if p.inst != nil && !p.inst.exited() {
 			st.Running, st.PID = true, p.inst.pid
+		}
+		if b := p.batch; b != nil {
+			st.Runs, st.Calls = b.runs.Load(), b.calls.Load()
 		}
 		p.mu.Unlock()
 		out = append(out, st)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/reconmon/recon/agent/model"
 	pb "github.com/reconmon/recon/plugins/proto"
@@ -194,6 +196,35 @@ func (p *testPlugin) RunMany(_ context.Context, r *pb.RunManyRequest) (*pb.RunMa
 		out.Results = append(out.Results, p.run(q))
 	}
 	return out, nil
+}
+
+// RunStream is only served in mode "stream" (the other modes are plugins
+// without it, which get one Run per check): each request runs at once,
+// target "slow" for two seconds, and its result is sent when ready.
+func (p *testPlugin) RunStream(r *pb.RunManyRequest, stream pb.Check_RunStreamServer) error {
+	if p.mode != "stream" {
+		return status.Error(codes.Unimplemented, "method RunStream not implemented")
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, q := range r.GetRequests() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if q.GetTarget() == "slow" {
+				select {
+				case <-time.After(2 * time.Second):
+				case <-stream.Context().Done():
+					return
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			stream.Send(&pb.RunStreamResults{Index: []int32{int32(i)}, Results: []*pb.Result{p.run(q)}})
+		}()
+	}
+	wg.Wait()
+	return nil
 }
 
 // logRecorder is a slog handler that keeps every record.

@@ -55,6 +55,17 @@ type proc struct {
 	lastErr       string
 	handles       map[string]*handleRef
 	warnedCksum   bool
+	batch         *batcher // coalesces check runs (coalesce.go)
+}
+
+// batcher returns the slot's run coalescer.
+func (p *proc) batcher() *batcher {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.batch == nil {
+		p.batch = &batcher{p: p}
+	}
+	return p.batch
 }
 
 type handleRef struct {

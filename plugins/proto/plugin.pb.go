@@ -1039,7 +1039,8 @@ func (x *RunResponse) GetResult() *Result {
 type RunManyRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Requests []*RunRequest          `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	// Applies to the whole batch (each request's own timeout_ms is the same).
+	// RunMany: applies to the whole batch. RunStream: applies to requests
+	// without a timeout_ms of their own.
 	TimeoutMs     int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1134,6 +1135,60 @@ func (x *RunManyResponse) GetResults() []*Result {
 	return nil
 }
 
+// Results of RunStream: those that were ready at the same moment.
+type RunStreamResults struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Positions of the requests in RunManyRequest.requests, one per result.
+	Index         []int32   `protobuf:"varint,1,rep,packed,name=index,proto3" json:"index,omitempty"`
+	Results       []*Result `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunStreamResults) Reset() {
+	*x = RunStreamResults{}
+	mi := &file_plugin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunStreamResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunStreamResults) ProtoMessage() {}
+
+func (x *RunStreamResults) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunStreamResults.ProtoReflect.Descriptor instead.
+func (*RunStreamResults) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RunStreamResults) GetIndex() []int32 {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+func (x *RunStreamResults) GetResults() []*Result {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type WriteBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
@@ -1145,7 +1200,7 @@ type WriteBatchRequest struct {
 
 func (x *WriteBatchRequest) Reset() {
 	*x = WriteBatchRequest{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1212,7 @@ func (x *WriteBatchRequest) String() string {
 func (*WriteBatchRequest) ProtoMessage() {}
 
 func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1225,7 @@ func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
 func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteBatchRequest) GetHandle() string {
@@ -1207,7 +1262,7 @@ type WriteBatchResponse struct {
 
 func (x *WriteBatchResponse) Reset() {
 	*x = WriteBatchResponse{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1274,7 @@ func (x *WriteBatchResponse) String() string {
 func (*WriteBatchResponse) ProtoMessage() {}
 
 func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1287,7 @@ func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
 func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteBatchResponse) GetError() string {
@@ -1258,7 +1313,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1325,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1338,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseRequest) GetHandle() string {
@@ -1302,7 +1357,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1369,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1382,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CloseResponse) GetError() string {
@@ -1422,7 +1477,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"D\n" +
 	"\x0fRunManyResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.recon.plugin.v1.ResultR\aresults\"}\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.recon.plugin.v1.ResultR\aresults\"[\n" +
+	"\x10RunStreamResults\x12\x14\n" +
+	"\x05index\x18\x01 \x03(\x05R\x05index\x121\n" +
+	"\aresults\x18\x02 \x03(\v2\x17.recon.plugin.v1.ResultR\aresults\"}\n" +
 	"\x11WriteBatchRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x121\n" +
 	"\aresults\x18\x02 \x03(\v2\x17.recon.plugin.v1.ResultR\aresults\x12\x1d\n" +
@@ -1448,14 +1506,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0eSTATUS_UNKNOWN\x10\x04*5\n" +
 	"\tStateType\x12\x13\n" +
 	"\x0fSTATE_TYPE_HARD\x10\x00\x12\x13\n" +
-	"\x0fSTATE_TYPE_SOFT\x10\x012\xdb\x03\n" +
+	"\x0fSTATE_TYPE_SOFT\x10\x012\xae\x04\n" +
 	"\x05Check\x12C\n" +
 	"\x04Info\x12\x1c.recon.plugin.v1.InfoRequest\x1a\x1d.recon.plugin.v1.InfoResponse\x12[\n" +
 	"\fConfigSchema\x12$.recon.plugin.v1.ConfigSchemaRequest\x1a%.recon.plugin.v1.ConfigSchemaResponse\x12R\n" +
 	"\tConfigure\x12!.recon.plugin.v1.ConfigureRequest\x1a\".recon.plugin.v1.ConfigureResponse\x12L\n" +
 	"\aRelease\x12\x1f.recon.plugin.v1.ReleaseRequest\x1a .recon.plugin.v1.ReleaseResponse\x12@\n" +
 	"\x03Run\x12\x1b.recon.plugin.v1.RunRequest\x1a\x1c.recon.plugin.v1.RunResponse\x12L\n" +
-	"\aRunMany\x12\x1f.recon.plugin.v1.RunManyRequest\x1a .recon.plugin.v1.RunManyResponse2\x9b\x03\n" +
+	"\aRunMany\x12\x1f.recon.plugin.v1.RunManyRequest\x1a .recon.plugin.v1.RunManyResponse\x12Q\n" +
+	"\tRunStream\x12\x1f.recon.plugin.v1.RunManyRequest\x1a!.recon.plugin.v1.RunStreamResults0\x012\x9b\x03\n" +
 	"\x04Sink\x12C\n" +
 	"\x04Info\x12\x1c.recon.plugin.v1.InfoRequest\x1a\x1d.recon.plugin.v1.InfoResponse\x12[\n" +
 	"\fConfigSchema\x12$.recon.plugin.v1.ConfigSchemaRequest\x1a%.recon.plugin.v1.ConfigSchemaResponse\x12R\n" +
@@ -1477,7 +1536,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_plugin_proto_goTypes = []any{
 	(Kind)(0),                    // 0: recon.plugin.v1.Kind
 	(Status)(0),                  // 1: recon.plugin.v1.Status
@@ -1496,52 +1555,56 @@ var file_plugin_proto_goTypes = []any{
 	(*RunResponse)(nil),          // 14: recon.plugin.v1.RunResponse
 	(*RunManyRequest)(nil),       // 15: recon.plugin.v1.RunManyRequest
 	(*RunManyResponse)(nil),      // 16: recon.plugin.v1.RunManyResponse
-	(*WriteBatchRequest)(nil),    // 17: recon.plugin.v1.WriteBatchRequest
-	(*WriteBatchResponse)(nil),   // 18: recon.plugin.v1.WriteBatchResponse
-	(*CloseRequest)(nil),         // 19: recon.plugin.v1.CloseRequest
-	(*CloseResponse)(nil),        // 20: recon.plugin.v1.CloseResponse
-	nil,                          // 21: recon.plugin.v1.Result.TagsEntry
-	nil,                          // 22: recon.plugin.v1.RunRequest.TagsEntry
+	(*RunStreamResults)(nil),     // 17: recon.plugin.v1.RunStreamResults
+	(*WriteBatchRequest)(nil),    // 18: recon.plugin.v1.WriteBatchRequest
+	(*WriteBatchResponse)(nil),   // 19: recon.plugin.v1.WriteBatchResponse
+	(*CloseRequest)(nil),         // 20: recon.plugin.v1.CloseRequest
+	(*CloseResponse)(nil),        // 21: recon.plugin.v1.CloseResponse
+	nil,                          // 22: recon.plugin.v1.Result.TagsEntry
+	nil,                          // 23: recon.plugin.v1.RunRequest.TagsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: recon.plugin.v1.InfoResponse.kind:type_name -> recon.plugin.v1.Kind
 	1,  // 1: recon.plugin.v1.Result.status:type_name -> recon.plugin.v1.Status
 	11, // 2: recon.plugin.v1.Result.metrics:type_name -> recon.plugin.v1.Metric
 	2,  // 3: recon.plugin.v1.Result.state_type:type_name -> recon.plugin.v1.StateType
-	21, // 4: recon.plugin.v1.Result.tags:type_name -> recon.plugin.v1.Result.TagsEntry
-	22, // 5: recon.plugin.v1.RunRequest.tags:type_name -> recon.plugin.v1.RunRequest.TagsEntry
+	22, // 4: recon.plugin.v1.Result.tags:type_name -> recon.plugin.v1.Result.TagsEntry
+	23, // 5: recon.plugin.v1.RunRequest.tags:type_name -> recon.plugin.v1.RunRequest.TagsEntry
 	12, // 6: recon.plugin.v1.RunRequest.previous:type_name -> recon.plugin.v1.Result
 	12, // 7: recon.plugin.v1.RunResponse.result:type_name -> recon.plugin.v1.Result
 	13, // 8: recon.plugin.v1.RunManyRequest.requests:type_name -> recon.plugin.v1.RunRequest
 	12, // 9: recon.plugin.v1.RunManyResponse.results:type_name -> recon.plugin.v1.Result
-	12, // 10: recon.plugin.v1.WriteBatchRequest.results:type_name -> recon.plugin.v1.Result
-	3,  // 11: recon.plugin.v1.Check.Info:input_type -> recon.plugin.v1.InfoRequest
-	5,  // 12: recon.plugin.v1.Check.ConfigSchema:input_type -> recon.plugin.v1.ConfigSchemaRequest
-	7,  // 13: recon.plugin.v1.Check.Configure:input_type -> recon.plugin.v1.ConfigureRequest
-	9,  // 14: recon.plugin.v1.Check.Release:input_type -> recon.plugin.v1.ReleaseRequest
-	13, // 15: recon.plugin.v1.Check.Run:input_type -> recon.plugin.v1.RunRequest
-	15, // 16: recon.plugin.v1.Check.RunMany:input_type -> recon.plugin.v1.RunManyRequest
-	3,  // 17: recon.plugin.v1.Sink.Info:input_type -> recon.plugin.v1.InfoRequest
-	5,  // 18: recon.plugin.v1.Sink.ConfigSchema:input_type -> recon.plugin.v1.ConfigSchemaRequest
-	7,  // 19: recon.plugin.v1.Sink.Configure:input_type -> recon.plugin.v1.ConfigureRequest
-	17, // 20: recon.plugin.v1.Sink.WriteBatch:input_type -> recon.plugin.v1.WriteBatchRequest
-	19, // 21: recon.plugin.v1.Sink.Close:input_type -> recon.plugin.v1.CloseRequest
-	4,  // 22: recon.plugin.v1.Check.Info:output_type -> recon.plugin.v1.InfoResponse
-	6,  // 23: recon.plugin.v1.Check.ConfigSchema:output_type -> recon.plugin.v1.ConfigSchemaResponse
-	8,  // 24: recon.plugin.v1.Check.Configure:output_type -> recon.plugin.v1.ConfigureResponse
-	10, // 25: recon.plugin.v1.Check.Release:output_type -> recon.plugin.v1.ReleaseResponse
-	14, // 26: recon.plugin.v1.Check.Run:output_type -> recon.plugin.v1.RunResponse
-	16, // 27: recon.plugin.v1.Check.RunMany:output_type -> recon.plugin.v1.RunManyResponse
-	4,  // 28: recon.plugin.v1.Sink.Info:output_type -> recon.plugin.v1.InfoResponse
-	6,  // 29: recon.plugin.v1.Sink.ConfigSchema:output_type -> recon.plugin.v1.ConfigSchemaResponse
-	8,  // 30: recon.plugin.v1.Sink.Configure:output_type -> recon.plugin.v1.ConfigureResponse
-	18, // 31: recon.plugin.v1.Sink.WriteBatch:output_type -> recon.plugin.v1.WriteBatchResponse
-	20, // 32: recon.plugin.v1.Sink.Close:output_type -> recon.plugin.v1.CloseResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 10: recon.plugin.v1.RunStreamResults.results:type_name -> recon.plugin.v1.Result
+	12, // 11: recon.plugin.v1.WriteBatchRequest.results:type_name -> recon.plugin.v1.Result
+	3,  // 12: recon.plugin.v1.Check.Info:input_type -> recon.plugin.v1.InfoRequest
+	5,  // 13: recon.plugin.v1.Check.ConfigSchema:input_type -> recon.plugin.v1.ConfigSchemaRequest
+	7,  // 14: recon.plugin.v1.Check.Configure:input_type -> recon.plugin.v1.ConfigureRequest
+	9,  // 15: recon.plugin.v1.Check.Release:input_type -> recon.plugin.v1.ReleaseRequest
+	13, // 16: recon.plugin.v1.Check.Run:input_type -> recon.plugin.v1.RunRequest
+	15, // 17: recon.plugin.v1.Check.RunMany:input_type -> recon.plugin.v1.RunManyRequest
+	15, // 18: recon.plugin.v1.Check.RunStream:input_type -> recon.plugin.v1.RunManyRequest
+	3,  // 19: recon.plugin.v1.Sink.Info:input_type -> recon.plugin.v1.InfoRequest
+	5,  // 20: recon.plugin.v1.Sink.ConfigSchema:input_type -> recon.plugin.v1.ConfigSchemaRequest
+	7,  // 21: recon.plugin.v1.Sink.Configure:input_type -> recon.plugin.v1.ConfigureRequest
+	18, // 22: recon.plugin.v1.Sink.WriteBatch:input_type -> recon.plugin.v1.WriteBatchRequest
+	20, // 23: recon.plugin.v1.Sink.Close:input_type -> recon.plugin.v1.CloseRequest
+	4,  // 24: recon.plugin.v1.Check.Info:output_type -> recon.plugin.v1.InfoResponse
+	6,  // 25: recon.plugin.v1.Check.ConfigSchema:output_type -> recon.plugin.v1.ConfigSchemaResponse
+	8,  // 26: recon.plugin.v1.Check.Configure:output_type -> recon.plugin.v1.ConfigureResponse
+	10, // 27: recon.plugin.v1.Check.Release:output_type -> recon.plugin.v1.ReleaseResponse
+	14, // 28: recon.plugin.v1.Check.Run:output_type -> recon.plugin.v1.RunResponse
+	16, // 29: recon.plugin.v1.Check.RunMany:output_type -> recon.plugin.v1.RunManyResponse
+	17, // 30: recon.plugin.v1.Check.RunStream:output_type -> recon.plugin.v1.RunStreamResults
+	4,  // 31: recon.plugin.v1.Sink.Info:output_type -> recon.plugin.v1.InfoResponse
+	6,  // 32: recon.plugin.v1.Sink.ConfigSchema:output_type -> recon.plugin.v1.ConfigSchemaResponse
+	8,  // 33: recon.plugin.v1.Sink.Configure:output_type -> recon.plugin.v1.ConfigureResponse
+	19, // 34: recon.plugin.v1.Sink.WriteBatch:output_type -> recon.plugin.v1.WriteBatchResponse
+	21, // 35: recon.plugin.v1.Sink.Close:output_type -> recon.plugin.v1.CloseResponse
+	24, // [24:36] is the sub-list for method output_type
+	12, // [12:24] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1561,7 +1624,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

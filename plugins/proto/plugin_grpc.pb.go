@@ -50,6 +50,7 @@ const (
 	Check_Release_FullMethodName      = "/recon.plugin.v1.Check/Release"
 	Check_Run_FullMethodName          = "/recon.plugin.v1.Check/Run"
 	Check_RunMany_FullMethodName      = "/recon.plugin.v1.Check/RunMany"
+	Check_RunStream_FullMethodName    = "/recon.plugin.v1.Check/RunStream"
 )
 
 // CheckClient is the client API for Check service.
@@ -65,6 +66,12 @@ type CheckClient interface {
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (*RunResponse, error)
 	// RunMany runs many checks in one round trip.
 	RunMany(ctx context.Context, in *RunManyRequest, opts ...grpc.CallOption) (*RunManyResponse, error)
+	// RunStream runs many checks, each under its own timeout, and sends
+	// each result as soon as it is ready (with the others ready at that
+	// moment): one slow check does not hold back the others. The host
+	// batches scheduled runs with it; a plugin without it (Unimplemented)
+	// gets one Run per check instead.
+	RunStream(ctx context.Context, in *RunManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunStreamResults], error)
 }
 
 type checkClient struct {
@@ -135,6 +142,25 @@ func (c *checkClient) RunMany(ctx context.Context, in *RunManyRequest, opts ...g
 	return out, nil
 }
 
+func (c *checkClient) RunStream(ctx context.Context, in *RunManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunStreamResults], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Check_ServiceDesc.Streams[0], Check_RunStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RunManyRequest, RunStreamResults]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Check_RunStreamClient = grpc.ServerStreamingClient[RunStreamResults]
+
 // CheckServer is the server API for Check service.
 // All implementations must embed UnimplementedCheckServer
 // for forward compatibility.
@@ -148,6 +174,12 @@ type CheckServer interface {
 	Run(context.Context, *RunRequest) (*RunResponse, error)
 	// RunMany runs many checks in one round trip.
 	RunMany(context.Context, *RunManyRequest) (*RunManyResponse, error)
+	// RunStream runs many checks, each under its own timeout, and sends
+	// each result as soon as it is ready (with the others ready at that
+	// moment): one slow check does not hold back the others. The host
+	// batches scheduled runs with it; a plugin without it (Unimplemented)
+	// gets one Run per check instead.
+	RunStream(*RunManyRequest, grpc.ServerStreamingServer[RunStreamResults]) error
 	mustEmbedUnimplementedCheckServer()
 }
 
@@ -175,6 +207,9 @@ func (UnimplementedCheckServer) Run(context.Context, *RunRequest) (*RunResponse,
 }
 func (UnimplementedCheckServer) RunMany(context.Context, *RunManyRequest) (*RunManyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunMany not implemented")
+}
+func (UnimplementedCheckServer) RunStream(*RunManyRequest, grpc.ServerStreamingServer[RunStreamResults]) error {
+	return status.Error(codes.Unimplemented, "method RunStream not implemented")
 }
 func (UnimplementedCheckServer) mustEmbedUnimplementedCheckServer() {}
 func (UnimplementedCheckServer) testEmbeddedByValue()               {}
@@ -305,6 +340,17 @@ func _Check_RunMany_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Check_RunStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RunManyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CheckServer).RunStream(m, &grpc.GenericServerStream[RunManyRequest, RunStreamResults]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Check_RunStreamServer = grpc.ServerStreamingServer[RunStreamResults]
+
 // Check_ServiceDesc is the grpc.ServiceDesc for Check service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -337,7 +383,13 @@ var Check_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Check_RunMany_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RunStream",
+			Handler:       _Check_RunStream_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 

@@ -277,6 +277,98 @@ func (s *checkServer[C]) RunMany(ctx context.Context, r *pb.RunManyRequest) (*pb
 	return out, nil
 }
 
+// RunStream runs a batch like RunMany, each request under its own
+// timeout, and sends each result as soon as it is ready, together with the
+// others ready at that moment, so that one slow target does not hold back
+// the others of the batch.
+func (s *checkServer[C]) RunStream(r *pb.RunManyRequest, stream pb.Check_RunStreamServer) error {
+	reqs := r.GetRequests()
+	items := make([]Item[C], len(reqs))
+	for i, q := range reqs {
+		cfg, ok := s.cfgs.get(q.GetHandle())
+		if !ok {
+			return errUnknownHandle(q.GetHandle())
+		}
+		items[i].Config = cfg
+	}
+	ctx := stream.Context()
+	if b, ok := s.impl.(BatchChecker[C]); ok {
+		// The author runs the batch as one: one deadline, the longest.
+		bctx, cancel, timeout := deadline(ctx, r.GetTimeoutMs())
+		defer cancel()
+		for i, q := range reqs {
+			items[i].Request = requestFromPB(q, timeout)
+		}
+		var results []Result
+		perr := s.protect("CheckMany", func() error { results = b.CheckMany(bctx, items); return nil })
+		out := &pb.RunStreamResults{Index: make([]int32, len(items)), Results: make([]*pb.Result, len(items))}
+		for i := range items {
+			var res Result
+			switch {
+			case perr != nil:
+				res = Unknown("%v", perr)
+			case i < len(results):
+				res = results[i]
+			default:
+				res = Unknown("plugin returned %d results for %d checks", len(results), len(items))
+			}
+			out.Index[i], out.Results[i] = int32(i), resultToPB(&res)
+		}
+		return stream.Send(out)
+	}
+	type done struct {
+		i   int
+		res *pb.Result
+	}
+	ready := make(chan done, len(items))
+	var next atomic.Int64
+	workers := min(s.concurrency, len(items))
+	for range workers {
+		go func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(items) {
+					return
+				}
+				q := reqs[i]
+				ms := q.GetTimeoutMs()
+				if ms <= 0 {
+					ms = r.GetTimeoutMs()
+				}
+				ictx, cancel, timeout := deadline(ctx, ms)
+				res := s.runOne(ictx, items[i].Config, requestFromPB(q, timeout))
+				cancel()
+				ready <- done{i, resultToPB(&res)}
+			}
+		}()
+	}
+	// One sender: a message carries every result ready when it is sent.
+	for sent := 0; sent < len(items); {
+		var d done
+		select {
+		case d = <-ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		out := &pb.RunStreamResults{Index: []int32{int32(d.i)}, Results: []*pb.Result{d.res}}
+	drain:
+		for {
+			select {
+			case d = <-ready:
+				out.Index = append(out.Index, int32(d.i))
+				out.Results = append(out.Results, d.res)
+			default:
+				break drain
+			}
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+		sent += len(out.Index)
+	}
+	return nil
+}
+
 // fanOut calls Check for every item with at most s.concurrency at once.
 func (s *checkServer[C]) fanOut(ctx context.Context, items []Item[C]) []Result {
 	results := make([]Result, len(items))

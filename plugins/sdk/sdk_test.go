@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -421,4 +423,106 @@ func FuzzDecodeConfig(f *testing.F) {
 			t.Fatalf("decode returned %v and %v", c, err)
 		}
 	})
+}
+
+// streamRecorder is the server side of a RunStream call; it flattens the
+// messages into one result per index, in the order sent.
+type streamRecorder struct {
+	grpc.ServerStream
+	ctx  context.Context
+	mu   sync.Mutex
+	got  []indexed
+	msgs int
+}
+
+type indexed struct {
+	index  int32
+	result *pb.Result
+}
+
+func (x indexed) GetIndex() int32       { return x.index }
+func (x indexed) GetResult() *pb.Result { return x.result }
+
+func (f *streamRecorder) Context() context.Context { return f.ctx }
+
+func (f *streamRecorder) Send(r *pb.RunStreamResults) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(r.GetIndex()) != len(r.GetResults()) || len(r.GetIndex()) == 0 {
+		return fmt.Errorf("message with %d indexes and %d results", len(r.GetIndex()), len(r.GetResults()))
+	}
+	for k, i := range r.GetIndex() {
+		f.got = append(f.got, indexed{i, r.GetResults()[k]})
+	}
+	f.msgs++
+	return nil
+}
+
+// TestRunStreamEachOwnTimeout: each request runs under its own timeout and
+// its result is sent when ready; a check that times out comes last and does
+// not delay the others.
+func TestRunStreamEachOwnTimeout(t *testing.T) {
+	s := newTestServer(&testCheck{}, WithConcurrency(4))
+	configure(t, s, "a", `{"greeting": "a"}`)
+	configure(t, s, "t", `{"greeting": "t", "fail": "timeout"}`)
+	req := &pb.RunManyRequest{TimeoutMs: 5000, Requests: []*pb.RunRequest{{Handle: "t", Target: "slow", TimeoutMs: 200}}}
+	for i := range 10 {
+		req.Requests = append(req.Requests, &pb.RunRequest{Handle: "a", Target: fmt.Sprint(i)})
+	}
+	rec := &streamRecorder{ctx: context.Background()}
+	start := time.Now()
+	if err := s.RunStream(req, rec); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stream took %v: the 200 ms timeout of request 0 was not applied", d)
+	}
+	if len(rec.got) != 11 {
+		t.Fatalf("%d results, want 11", len(rec.got))
+	}
+	seen := map[int32]bool{}
+	for _, r := range rec.got {
+		seen[r.GetIndex()] = true
+		if r.GetIndex() > 0 && r.GetResult().GetOutput() != "a, "+fmt.Sprint(r.GetIndex()-1) {
+			t.Errorf("result %d: %q", r.GetIndex(), r.GetResult().GetOutput())
+		}
+	}
+	if len(seen) != 11 {
+		t.Errorf("indexes %v", seen)
+	}
+	last := rec.got[len(rec.got)-1]
+	if last.GetIndex() != 0 || last.GetResult().GetStatus() != pb.Status_STATUS_UNKNOWN ||
+		!strings.Contains(last.GetResult().GetOutput(), "did not finish within its timeout (200ms)") {
+		t.Errorf("the timed-out check should come last, UNKNOWN: %v", last)
+	}
+	req.Requests = append(req.Requests, &pb.RunRequest{Handle: "zzz"})
+	if err := s.RunStream(req, &streamRecorder{ctx: context.Background()}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown handle in batch: %v", err)
+	}
+}
+
+func TestRunStreamBatchChecker(t *testing.T) {
+	s := newTestServer(&batchCheck{})
+	configure(t, s, "a", `{"greeting": "a"}`)
+	configure(t, s, "p", `{"greeting": "a", "fail": "panic"}`)
+	rec := &streamRecorder{ctx: context.Background()}
+	if err := s.RunStream(&pb.RunManyRequest{Requests: []*pb.RunRequest{{Handle: "a", Target: "x"}, {Handle: "a", Target: "y"}}}, rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != 2 || rec.got[0].GetResult().GetOutput() != "batched x" ||
+		!strings.Contains(rec.got[1].GetResult().GetOutput(), "plugin returned 1 results for 2 checks") {
+		t.Errorf("results %v", rec.got)
+	}
+	rec = &streamRecorder{ctx: context.Background()}
+	if err := s.RunStream(&pb.RunManyRequest{Requests: []*pb.RunRequest{{Handle: "p"}, {Handle: "p"}}}, rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != 2 {
+		t.Fatalf("%d results", len(rec.got))
+	}
+	for _, r := range rec.got {
+		if !strings.Contains(r.GetResult().GetOutput(), "panicked in CheckMany: batch boom") {
+			t.Errorf("panicking batch: %v", r)
+		}
+	}
 }

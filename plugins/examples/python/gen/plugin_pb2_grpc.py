@@ -45,6 +45,11 @@ class CheckStub(object):
                 request_serializer=plugin__pb2.RunManyRequest.SerializeToString,
                 response_deserializer=plugin__pb2.RunManyResponse.FromString,
                 )
+        self.RunStream = channel.unary_stream(
+                '/recon.plugin.v1.Check/RunStream',
+                request_serializer=plugin__pb2.RunManyRequest.SerializeToString,
+                response_deserializer=plugin__pb2.RunStreamResults.FromString,
+                )
 
 
 class CheckServicer(object):
@@ -88,6 +93,17 @@ class CheckServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunStream(self, request, context):
+        """RunStream runs many checks, each under its own timeout, and sends
+        each result as soon as it is ready (with the others ready at that
+        moment): one slow check does not hold back the others. The host
+        batches scheduled runs with it; a plugin without it (Unimplemented)
+        gets one Run per check instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +136,11 @@ def add_CheckServicer_to_server(servicer, server):
                     servicer.RunMany,
                     request_deserializer=plugin__pb2.RunManyRequest.FromString,
                     response_serializer=plugin__pb2.RunManyResponse.SerializeToString,
+            ),
+            'RunStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunStream,
+                    request_deserializer=plugin__pb2.RunManyRequest.FromString,
+                    response_serializer=plugin__pb2.RunStreamResults.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +252,23 @@ class Check(object):
         return grpc.experimental.unary_unary(request, target, '/recon.plugin.v1.Check/RunMany',
             plugin__pb2.RunManyRequest.SerializeToString,
             plugin__pb2.RunManyResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RunStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/recon.plugin.v1.Check/RunStream',
+            plugin__pb2.RunManyRequest.SerializeToString,
+            plugin__pb2.RunStreamResults.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
