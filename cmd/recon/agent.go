@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -93,6 +94,11 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 	if pre.DefaultSink {
 		log.Info("no [[sink]] configured: storing results in the embedded default store", "type", pre.Sinks[0].Type)
 	}
+	// Start-up (config, migrations, schemas, the first runs) leaves garbage
+	// that a quiet agent would not collect for minutes: collect it and hand
+	// the pages back once, when the first round of checks is under way.
+	startupGC := time.AfterFunc(10*time.Second, debug.FreeOSMemory)
+	defer startupGC.Stop()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -35,7 +35,10 @@ func reconBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "recon")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// As `make build` ships it (static, stripped).
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = err
 			binPath = string(out)
