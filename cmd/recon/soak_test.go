@@ -78,7 +78,7 @@ func BenchmarkSoakPostgres(b *testing.B) {
 			b.Fatal(err)
 		}
 		var cfg strings.Builder
-		fmt.Fprintf(&cfg, "[agent]\nlisten = \"127.0.0.1:0\"\ndata_dir = %q\n\n[[sink]]\ntype = \"postgres\"\ndsn = %q\n", filepath.Join(dir, "data"), dsn)
+		fmt.Fprintf(&cfg, "[agent]\nlisten = \"127.0.0.1:0\"\ndata_dir = %q\n\n[[sink]]\ntype = \"postgres\"\ndsn = %q\n%s", filepath.Join(dir, "data"), dsn, os.Getenv("RECON_SOAK_SINK"))
 		for i := range checks {
 			fmt.Fprintf(&cfg, "\n[[check]]\nname = \"soak-%05d\"\ntype = \"lua\"\nscript = %q\nperiod = \"1s\"\n", i, script)
 		}
@@ -92,6 +92,8 @@ func BenchmarkSoakPostgres(b *testing.B) {
 
 		var heap, rss []float64
 		var lags []time.Duration
+		var timeline strings.Builder
+		var t0 time.Time
 		sample := func() {
 			m, err := scrape(api + "/metrics")
 			if err != nil {
@@ -103,12 +105,18 @@ func BenchmarkSoakPostgres(b *testing.B) {
 			}
 			heap = append(heap, m["go_memstats_heap_inuse_bytes"])
 			rss = append(rss, float64(kb)/1024)
+			var lag time.Duration
+			if len(lags) > 0 {
+				lag = lags[len(lags)-1]
+			}
+			fmt.Fprintf(&timeline, "  %4.0fs lag %6v spool %6.0f heap %5.1f MB rss %5.1f MB late %.0f\n", time.Since(t0).Seconds(),
+				lag.Round(time.Millisecond), m["recon_spool_depth"], heap[len(heap)-1]/1e6, rss[len(rss)-1], m["recon_check_late_total"])
 		}
 		before, err := scrape(api + "/metrics")
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0 := time.Now()
+		t0 = time.Now()
 		sample()
 		tick := time.NewTicker(time.Second)
 		for n := 1; time.Since(t0) < dur; n++ {
@@ -131,8 +139,23 @@ func BenchmarkSoakPostgres(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Everything run before t1 has had 10 s to land.
-		time.Sleep(10 * time.Second)
+		// Let the spool catch up with the checks, which keep running
+		// (bounded), so that a shortfall below means results lost, not
+		// results still queued: less than a second's worth left, then a
+		// few seconds more.
+		drainStart := time.Now()
+		for time.Since(drainStart) < 5*time.Minute {
+			time.Sleep(2 * time.Second)
+			m, err := scrape(api + "/metrics")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m["recon_spool_depth"] < checks {
+				break
+			}
+		}
+		time.Sleep(3 * time.Second)
+		b.ReportMetric(time.Since(drainStart).Seconds(), "drain_s")
 		var rows int64
 		var p50, p99, pmax float64
 		if err := db.QueryRow(ctx, `SELECT count(*),
@@ -142,6 +165,16 @@ func BenchmarkSoakPostgres(b *testing.B) {
 			FROM recon.status WHERE ts >= $1 AND ts < $2`, t0, t1).Scan(&rows, &p50, &p99, &pmax); err != nil {
 			b.Fatal(err)
 		}
+		// What the server did meanwhile (checkpoints are the usual cause
+		// of commit stalls under a steady write load).
+		var ckTimed, ckReq int64
+		var ckWrite, ckSync float64
+		var walBytes float64
+		if err := db.QueryRow(ctx, `SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time,
+				(SELECT wal_bytes FROM pg_stat_wal)::float8 FROM pg_stat_bgwriter`).Scan(&ckTimed, &ckReq, &ckWrite, &ckSync, &walBytes); err != nil {
+			b.Logf("pg_stat_bgwriter: %v", err)
+		}
+		b.Logf("postgres: %d timed + %d requested checkpoints (write %.1f s, sync %.1f s), %.0f MB of WAL", ckTimed, ckReq, ckWrite/1000, ckSync/1000, walBytes/1e6)
 		window := t1.Sub(t0).Seconds()
 		late := after["recon_check_late_total"] - before["recon_check_late_total"]
 		// Every check runs once a second: a shortfall is a result lost or
@@ -161,8 +194,8 @@ func BenchmarkSoakPostgres(b *testing.B) {
 		b.ReportMetric(growth(rss), "rss_end_%")
 		b.ReportMetric(rss[len(rss)-1], "rss_MB")
 		b.ReportMetric(window, "window_s")
-		b.Logf("soak %.0f s: %d rows, heap %.1f → %.1f MB, rss %.1f → %.1f MB", window, rows,
-			heap[0]/1e6, heap[len(heap)-1]/1e6, rss[0], rss[len(rss)-1])
+		b.Logf("soak %.0f s: %d rows, heap %.1f → %.1f MB, rss %.1f → %.1f MB\n%s", window, rows,
+			heap[0]/1e6, heap[len(heap)-1]/1e6, rss[0], rss[len(rss)-1], timeline.String())
 	}
 	b.ReportMetric(0, "ns/op")
 }

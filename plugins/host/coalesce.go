@@ -101,6 +101,17 @@ func (b *batcher) run(ctx context.Context, r *Runner, prev *model.Result, start 
 		return res
 	case <-ctx.Done():
 	}
+	b.mu.Lock()
+	for i, q := range b.queue {
+		if q == c {
+			// Never sent (the process was starting or busy): nothing
+			// can explain more than the deadline.
+			b.queue = append(b.queue[:i], b.queue[i+1:]...)
+			b.mu.Unlock()
+			return r.unknown(fmt.Errorf("plugin %s: not run within %v, waiting for the plugin process: %w", r.spec.path, r.timeout, context.Cause(ctx)))
+		}
+	}
+	b.mu.Unlock()
 	// The call's own deadline has passed. The stream ends at the latest
 	// deadline of its batch and then says why (a hung plugin is killed);
 	// give that a moment to arrive so the reason is not lost.
