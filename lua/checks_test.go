@@ -157,9 +157,6 @@ func portOf(addr string) string {
 var sharedPG *pgtest.Cluster
 
 func TestBuiltinPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL cluster")
-	}
 	c := pgtest.Shared(t, &sharedPG)
 	dsn := c.NewDatabase(t)
 	typ, _ := newTestType(t, Options{})
@@ -187,9 +184,6 @@ func TestBuiltinPostgres(t *testing.T) {
 
 // The pg module's value conversions, with a real server.
 func TestPGModule(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL cluster")
-	}
 	c := pgtest.Shared(t, &sharedPG)
 	dsn := c.NewDatabase(t)
 	typ, _ := newTestType(t, Options{})

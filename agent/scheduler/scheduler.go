@@ -456,23 +456,30 @@ func (s *Scheduler) horizon(e *entry) time.Duration {
 	return max(e.check.Period, e.check.RetryPeriod)
 }
 
+// acquire waits for the slots of a run outside the schedule (RunNow).
 func (s *Scheduler) acquire(ctx context.Context, typ string) (release func(), err error) {
+	// The type's slot first: waiting for it must not hold a global slot
+	// that runs of other types could use.
+	ch := s.perType[typ]
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	select {
 	case s.global <- struct{}{}:
 	case <-ctx.Done():
+		if ch != nil {
+			<-ch
+		}
 		return nil, ctx.Err()
 	}
-	ch := s.perType[typ]
 	if ch == nil {
 		return func() { <-s.global }, nil
 	}
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch; <-s.global }, nil
-	case <-ctx.Done():
-		<-s.global
-		return nil, ctx.Err()
-	}
+	return func() { <-s.global; <-ch }, nil
 }
 
 func (s *Scheduler) runContext() context.Context {

@@ -38,6 +38,9 @@ end
 //   - the rate of rows stored in the window (every result, none lost);
 //   - memory: Go heap in use and RSS, the mean of the last three samples
 //     over the first three (sampled every 10 s; 100 = no growth).
+//
+// RECON_SOAK_SINK adds keys to the sink's table (e.g. "batch_size = 5000")
+// to try settings; -v prints a timeline of lag, spool depth and memory.
 func BenchmarkSoakPostgres(b *testing.B) {
 	dur := 10 * time.Minute
 	if v := os.Getenv("RECON_SOAK"); v != "" {

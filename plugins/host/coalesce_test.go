@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,15 +29,8 @@ func runAll(rs []*Runner, timeout time.Duration) []model.Result {
 // due together go in a few RunStream calls, and every check gets its own
 // result (its config, its target, its metrics).
 func TestCoalescedRunsShareCalls(t *testing.T) {
-	path, sum := example(t, "hello")
 	h, _ := newTestHost(t, Options{MaxBatch: 64})
-	typ := NewCheckType(h)
-	var rs []*Runner
-	for i := range 300 {
-		c := pluginCheck(fmt.Sprintf("hello-%d", i), path, sum, map[string]any{"greeting": []string{"hi", "hello"}[i%2]}, nil)
-		c.Target = fmt.Sprintf("host%d", i)
-		rs = append(rs, prepare(t, typ, c))
-	}
+	rs := helloRunners(t, NewCheckType(h), 300)
 	for round := range 3 {
 		for i, res := range runAll(rs, 5*time.Second) {
 			want := fmt.Sprintf("%s, host%d", []string{"hi", "hello"}[i%2], i)
@@ -152,5 +146,52 @@ func TestRunSinglyOption(t *testing.T) {
 	}
 	if st := h.Stats(); len(st) != 1 || st[0].Runs != 20 || st[0].Calls != 20 {
 		t.Errorf("stats %+v: want 20 runs in 20 Run calls", st)
+	}
+}
+
+// TestMalformedRunStreamAnswers: what a plugin sends out of range, twice,
+// or not at all never reaches the wrong check; the checks left without an
+// answer get UNKNOWN with the reason.
+func TestMalformedRunStreamAnswers(t *testing.T) {
+	h, _ := newTestHost(t, Options{})
+	typ := NewCheckType(h)
+	var rs []*Runner
+	for i := range 4 {
+		rs = append(rs, prepare(t, typ, testPluginCheck(fmt.Sprint("bad", i), "stream-bad")))
+	}
+	// Start the process with a plain Run (the lone-run path).
+	if res := runOnce(rs[0], 5*time.Second); res.Status != model.OK {
+		t.Fatalf("warm-up: %v %q", res.Status, res.Output)
+	}
+	p, err := rs[0].proc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var batch []*call
+	for _, r := range rs {
+		batch = append(batch, &call{r: r, start: now, deadline: now.Add(5 * time.Second), done: make(chan model.Result, 1)})
+	}
+	p.batcher().start(batch, nil)
+	var got []model.Result
+	for i, c := range batch {
+		select {
+		case res := <-c.done:
+			got = append(got, res)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("check %d: no result", i)
+		}
+	}
+	if got[0].Status != model.OK || got[0].Output != "first" {
+		t.Errorf("check 0: %v %q, want the first answer", got[0].Status, got[0].Output)
+	}
+	// An empty result on the wire (the nil element): UNKNOWN, and why.
+	if got[1].Status != model.Unknown || !strings.Contains(got[1].Output+got[1].LongOutput, "plugin returned no status") {
+		t.Errorf("check 1: %v %q %q", got[1].Status, got[1].Output, got[1].LongOutput)
+	}
+	for i := 2; i < 4; i++ {
+		if got[i].Status != model.Unknown || !strings.Contains(got[i].Output, "ended a batch with 2 of 4 results missing") {
+			t.Errorf("check %d: %v %q", i, got[i].Status, got[i].Output)
+		}
 	}
 }

@@ -147,16 +147,23 @@ func TestExampleHTTPJSON(t *testing.T) {
 	})
 }
 
-func TestExampleHelloRunMany(t *testing.T) {
+// helloRunners prepares n checks of the hello example: greetings "hi" and
+// "hello" in turn, targets host0, host1, …
+func helloRunners(t *testing.T, typ *CheckType, n int) []*Runner {
+	t.Helper()
 	path, sum := example(t, "hello")
-	h, _ := newTestHost(t, Options{MaxBatch: 64})
-	typ := NewCheckType(h)
 	var rs []*Runner
-	for i := range 300 {
+	for i := range n {
 		c := pluginCheck(fmt.Sprintf("hello-%d", i), path, sum, map[string]any{"greeting": []string{"hi", "hello"}[i%2]}, nil)
 		c.Target = fmt.Sprintf("host%d", i)
 		rs = append(rs, prepare(t, typ, c))
 	}
+	return rs
+}
+
+func TestExampleHelloRunMany(t *testing.T) {
+	h, _ := newTestHost(t, Options{MaxBatch: 64})
+	rs := helloRunners(t, NewCheckType(h), 300)
 	results := RunMany(context.Background(), rs)
 	for i, res := range results {
 		want := fmt.Sprintf("%s, host%d", []string{"hi", "hello"}[i%2], i)

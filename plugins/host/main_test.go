@@ -202,6 +202,15 @@ func (p *testPlugin) RunMany(_ context.Context, r *pb.RunManyRequest) (*pb.RunMa
 // without it, which get one Run per check): each request runs at once,
 // target "slow" for two seconds, and its result is sent when ready.
 func (p *testPlugin) RunStream(r *pb.RunManyRequest, stream pb.Check_RunStreamServer) error {
+	if p.mode == "stream-bad" {
+		// Garbage around one good answer: indexes out of range, a
+		// repeat, more indexes than results, a missing result; then the
+		// stream ends with the other requests unanswered.
+		ok := &pb.Result{Status: pb.Status_STATUS_OK, Output: "first"}
+		stream.Send(&pb.RunStreamResults{Index: []int32{-1, 99, 0}, Results: []*pb.Result{ok, ok, ok}})
+		stream.Send(&pb.RunStreamResults{Index: []int32{0, 1, 2}, Results: []*pb.Result{{Output: "repeat"}, nil}})
+		return nil
+	}
 	if p.mode != "stream" {
 		return status.Error(codes.Unimplemented, "method RunStream not implemented")
 	}
