@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,7 +67,10 @@ func New() *Metrics {
 		Help:    "Duration of check runs by check type.",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"type"})
-	m.reg.MustRegister(m.durations, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m)
+	// go_gc_heap_live_bytes (heap marked live by the last GC) shows
+	// growth that go_memstats_heap_inuse_bytes's GC sawtooth hides.
+	goc := collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}))
+	m.reg.MustRegister(m.durations, goc, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m)
 	return m
 }
 

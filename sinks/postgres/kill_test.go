@@ -141,7 +141,7 @@ func TestKilledWriter(t *testing.T) {
 	if n := count(t, dsn, `SELECT count(*) FROM recon.metric_numeric`); n != total {
 		t.Errorf("metric rows: %d, want %d", n, total)
 	}
-	if _, err := s.applyRollups(ctx); err != nil {
+	if err := s.flushRollups(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_5m`); n != total {

@@ -59,23 +59,7 @@ func (s *Store) Series(ctx context.Context, q store.SeriesQuery) (store.Series, 
 		rows, err = pool.Query(ctx, `SELECT ts, value FROM `+s.sch()+`.metric_numeric WHERE check_id = $1 AND name = $2 AND ts BETWEEN $3 AND $4 ORDER BY ts`,
 			pgid(q.CheckID), q.Metric, q.From, q.To)
 	} else {
-		// The rollup table plus the deltas not folded in yet, in one
-		// statement (one snapshot): a delta is counted either in the
-		// table or still pending, never in both, never in neither. Reads
-		// never write, so they work on a read-only replica too.
-		table, pendBucket := "rollup_5m", "bucket" // pending deltas are 5-minute buckets
-		switch res {
-		case store.Roll1:
-			table, pendBucket = "rollup_1h", "date_trunc('hour', bucket)" // the session is in UTC
-		case store.RollD:
-			table, pendBucket = "rollup_1d", "date_trunc('day', bucket)"
-		}
-		from := q.From.UTC().Truncate(res.Bucket())
-		rows, err = pool.Query(ctx, `SELECT b, sum(count)::bigint, min(min), max(max), sum(sum) FROM (
-			SELECT bucket AS b, count, min, max, sum FROM `+s.sch()+`.`+table+` WHERE check_id = $1 AND name = $2 AND bucket BETWEEN $3 AND $4
-			UNION ALL
-			SELECT `+pendBucket+`, count, min, max, sum FROM `+s.sch()+`.rollup_pending WHERE check_id = $1 AND name = $2 AND `+pendBucket+` BETWEEN $3 AND $4
-			) x GROUP BY b ORDER BY b`, pgid(q.CheckID), q.Metric, from, q.To)
+		rows, err = pool.Query(ctx, seriesRollupSQL(s.sch(), res), pgid(q.CheckID), q.Metric, q.From.UTC().Truncate(res.Bucket()), q.To)
 	}
 	if err != nil {
 		return ser, fmt.Errorf("postgres: series: %w", err)
@@ -126,10 +110,13 @@ func (s *Store) MetricNames(ctx context.Context, checkID uuid.UUID) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	// Every numeric series has a daily rollup or a pending delta.
-	rows, err := pool.Query(ctx, `SELECT name FROM `+s.sch()+`.rollup_1d WHERE check_id = $1
-		UNION SELECT name FROM `+s.sch()+`.rollup_pending WHERE check_id = $1
-		UNION SELECT name FROM `+s.sch()+`.metric_text WHERE check_id = $1`, pgid(checkID))
+	// Every numeric series has a daily rollup or raw rows in a bucket not
+	// rolled up yet.
+	sch := s.sch()
+	rows, err := pool.Query(ctx, `SELECT name FROM `+sch+`.rollup_1d WHERE check_id = $1
+		UNION SELECT x.name FROM (SELECT DISTINCT bucket AS b FROM `+sch+`.rollup_dirty) m
+			JOIN LATERAL (SELECT DISTINCT name FROM `+sch+`.metric_numeric WHERE check_id = $1 AND ts >= m.b AND ts < m.b + interval '5 minutes') x ON true
+		UNION SELECT name FROM `+sch+`.metric_text WHERE check_id = $1`, pgid(checkID))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: metric names: %w", err)
 	}
@@ -401,6 +388,14 @@ func (s *Store) Prune(ctx context.Context, cut time.Time) ([]string, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: retention: %w", err)
 	}
+	if len(drop) == 0 {
+		return nil, nil
+	}
+	// Recorded before anything goes: the buckets of these days are never
+	// recomputed from what is left of their raw rows (rollups.go).
+	if _, err := pool.Exec(ctx, `INSERT INTO `+s.sch()+`.raw_pruned (before) VALUES ($1)`, cut.UTC().Truncate(24*time.Hour)); err != nil {
+		return nil, fmt.Errorf("postgres: retention: %w", err)
+	}
 	var dropped []string
 	for _, name := range drop {
 		if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS `+s.sch()+`.`+pgx.Identifier{name}.Sanitize()); err != nil {
@@ -413,4 +408,50 @@ func (s *Store) Prune(ctx context.Context, cut time.Time) ([]string, error) {
 		s.mu.Unlock()
 	}
 	return dropped, nil
+}
+
+// seriesRollupSQL reads one series at a rollup resolution in one statement
+// (one snapshot), exactly at every moment (rollups.go):
+//
+//   - buckets of the resolution with no marked 5-minute bucket inside come
+//     from the rollup table;
+//   - in the others, unmarked 5-minute buckets come from rollup_5m and
+//     marked ones from the raw rows (the primary key finds this series'
+//     rows of one bucket).
+//
+// Reads never write, so they work on a read-only replica too.
+// $1 check, $2 metric, $3 first bucket, $4 end of the range.
+func seriesRollupSQL(sch string, res store.Resolution) string {
+	table, unit, width := "rollup_5m", "", "5 minutes"
+	switch res {
+	case store.Roll1:
+		table, unit, width = "rollup_1h", "hour", "1 hour"
+	case store.RollD:
+		table, unit, width = "rollup_1d", "day", "1 day" // the session is in UTC
+	}
+	trunc := func(x string) string {
+		if unit == "" {
+			return x
+		}
+		return "date_trunc('" + unit + "', " + x + ")"
+	}
+	q := `WITH m AS (SELECT DISTINCT bucket AS b FROM ` + sch + `.rollup_dirty
+		WHERE bucket >= $3 AND bucket < $4::timestamptz + interval '` + width + `' AND ` + trunc("bucket") + ` BETWEEN $3 AND $4),
+	mp AS (SELECT DISTINCT ` + trunc("b") + ` AS p FROM m)
+SELECT b, sum(count)::bigint, min(min), max(max), sum(sum) FROM (
+	SELECT bucket AS b, count, min, max, sum FROM ` + sch + `.` + table + `
+		WHERE check_id = $1 AND name = $2 AND bucket BETWEEN $3 AND $4 AND bucket NOT IN (SELECT p FROM mp)
+	UNION ALL
+	SELECT ` + trunc("x.b") + `, x.count, x.min, x.max, x.sum FROM m JOIN LATERAL (
+		SELECT m.b, count(*) AS count, min(value) AS min, max(value) AS max, sum(value) AS sum FROM ` + sch + `.metric_numeric
+		WHERE check_id = $1 AND name = $2 AND ts >= m.b AND ts < m.b + interval '5 minutes' HAVING count(*) > 0) x ON true`
+	if unit != "" {
+		q += `
+	UNION ALL
+	SELECT mp.p, r.count, r.min, r.max, r.sum FROM mp JOIN ` + sch + `.rollup_5m r
+		ON r.check_id = $1 AND r.name = $2 AND r.bucket >= mp.p AND r.bucket < mp.p + interval '` + width + `'
+		WHERE r.bucket NOT IN (SELECT b FROM m)`
+	}
+	return q + `
+) x GROUP BY b ORDER BY b`
 }

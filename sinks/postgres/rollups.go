@@ -2,61 +2,193 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// rollupApplyLimit bounds one apply transaction (after a long outage the
-// backlog is folded in several steps).
-const rollupApplyLimit = 200000
+// Rollups are recomputed from raw rows, bucket by bucket (migration 004):
+//
+//   - each write transaction appends to rollup_dirty one mark per 5-minute
+//     bucket it inserted numeric rows into (a handful of rows per batch,
+//     not one per series);
+//   - the applier picks marked buckets that are closed and have been quiet
+//     for a while, recomputes rollup_5m for them from metric_numeric, then
+//     the hours and days they belong to from the finer rollup, and deletes
+//     the marks it saw — all in one REPEATABLE READ transaction, so a mark
+//     committed after its snapshot survives and the bucket is recomputed
+//     again later;
+//   - readers aggregate the raw rows of marked buckets themselves (query.go).
+//
+// A bucket is therefore read from a rollup table only when every row
+// committed into it has been folded in: exact at every moment, whatever
+// was replayed or retried, with no per-series write amplification.
+const (
+	// rollupSettle: a bucket is recomputed once it has been closed this
+	// long and no mark has arrived for as long (results of its last
+	// seconds are still in flight when it closes; a replay keeps writing
+	// into old buckets for a while).
+	rollupSettle = time.Minute
+	// rollupMaxStale: a bucket written into continuously (a skewed clock,
+	// a long replay) is recomputed anyway once its oldest mark is this old,
+	// so the rollup tables read directly (Grafana) stay close behind.
+	rollupMaxStale = 15 * time.Minute
+	// rollupApplyBuckets bounds one apply transaction (after an outage the
+	// backlog is folded in several steps).
+	rollupApplyBuckets = 48
+)
 
-// applyRollups folds pending deltas into rollup_5m, rollup_1h and
-// rollup_1d in one transaction that deletes exactly what it applied. Only
-// one applier runs at a time per schema (advisory lock); others return at
-// once. It returns the number of deltas applied.
-func (s *Store) applyRollups(ctx context.Context) (int64, error) {
+// rollupAll makes applyRollups take every marked bucket, closed or not
+// (tests, benchmarks, and an explicit flush).
+var rollupAll = time.Time{}
+
+// applyRollups recomputes up to rollupApplyBuckets marked buckets and
+// returns how many it did. With closedBy zero it takes every marked
+// bucket; otherwise those that closed rollupSettle before closedBy (the
+// agents' clock, which stamps results) and have had no mark for as long
+// by the database's clock (which stamps marks), or whose oldest mark has
+// waited rollupMaxStale. Only one
+// applier runs at a time per schema (advisory lock); others return 0 at
+// once.
+func (s *Store) applyRollups(ctx context.Context, closedBy time.Time) (int, error) {
 	pool, err := s.handle()
 	if err != nil {
 		return 0, err
 	}
-	tx, err := pool.Begin(ctx)
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer tx.Rollback(ctx)
+	defer conn.Release()
+	// A session lock taken before the transaction starts, so the
+	// transaction's snapshot includes everything the previous applier
+	// committed.
 	var locked bool
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('recon-rollups-' || $1))`, s.settings.Schema).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('recon-rollups-' || $1))`, s.settings.Schema).Scan(&locked); err != nil {
 		return 0, err
 	}
 	if !locked {
 		return 0, nil
 	}
-	sch := s.sch()
-	upsert := func(table string) string {
-		return ` ON CONFLICT (check_id, name, bucket) DO UPDATE SET count = ` + table + `.count + excluded.count,
-			min = least(` + table + `.min, excluded.min), max = greatest(` + table + `.max, excluded.max), sum = ` + table + `.sum + excluded.sum`
+	defer func() {
+		// On a broken connection the lock goes with the session.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtext('recon-rollups-' || $1))`, s.settings.Schema); err != nil {
+			conn.Conn().Close(uctx)
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return 0, err
 	}
-	var n int64
-	// Rows are upserted in key order so concurrent writers of the rollup
-	// tables (other schemas' appliers never touch these) cannot deadlock.
-	err = tx.QueryRow(ctx, `
-WITH d AS (DELETE FROM `+sch+`.rollup_pending WHERE ctid IN (SELECT ctid FROM `+sch+`.rollup_pending LIMIT `+fmt.Sprint(rollupApplyLimit)+`) RETURNING *),
-a5 AS (SELECT check_id, name, bucket, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) AS sum FROM d GROUP BY 1, 2, 3),
-u5 AS (INSERT INTO `+sch+`.rollup_5m AS rollup_5m SELECT * FROM a5 ORDER BY 1, 2, 3`+upsert("rollup_5m")+` RETURNING 1),
-a1 AS (SELECT check_id, name, date_trunc('hour', bucket) AS bucket, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) AS sum FROM a5 GROUP BY 1, 2, 3),
-u1 AS (INSERT INTO `+sch+`.rollup_1h AS rollup_1h SELECT * FROM a1 ORDER BY 1, 2, 3`+upsert("rollup_1h")+` RETURNING 1),
-ad AS (SELECT check_id, name, date_trunc('day', bucket) AS bucket, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) AS sum FROM a5 GROUP BY 1, 2, 3),
-ud AS (INSERT INTO `+sch+`.rollup_1d AS rollup_1d SELECT * FROM ad ORDER BY 1, 2, 3`+upsert("rollup_1d")+` RETURNING 1)
-SELECT (SELECT count(*) FROM d) + 0 * ((SELECT count(*) FROM u5) + (SELECT count(*) FROM u1) + (SELECT count(*) FROM ud))`).Scan(&n)
+	defer tx.Rollback(ctx)
+	// Background work: one core, no JIT, so the writers keep the others.
+	if _, err := tx.Exec(ctx, `SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off`); err != nil {
+		return 0, err
+	}
+	n, err := s.recompute(ctx, tx, closedBy)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: apply rollups: %w", err)
 	}
-	return n, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("postgres: apply rollups: %w", err)
+	}
+	return n, nil
 }
 
-// background applies rollup deltas every interval and, hourly, creates
-// the partitions ahead and applies the retention (only when configured),
-// until ctx is done.
+func (s *Store) recompute(ctx context.Context, tx pgx.Tx, closedBy time.Time) (int, error) {
+	sch := s.sch()
+	var buckets []time.Time
+	var err error
+	if closedBy.IsZero() {
+		err = queryTimes(ctx, tx, &buckets, `SELECT DISTINCT bucket FROM `+sch+`.rollup_dirty ORDER BY 1 LIMIT $1`, rollupApplyBuckets)
+	} else {
+		err = queryTimes(ctx, tx, &buckets, `SELECT bucket FROM `+sch+`.rollup_dirty GROUP BY bucket
+			HAVING bucket + interval '5 minutes' <= $1::timestamptz - $2::interval
+				AND (max(marked_at) <= now() - $2::interval OR min(marked_at) <= now() - $3::interval)
+			ORDER BY 1 LIMIT $4`, closedBy, rollupSettle, rollupMaxStale, rollupApplyBuckets)
+	}
+	if err != nil || len(buckets) == 0 {
+		return 0, err
+	}
+	// Marks of these buckets visible to this snapshot: exactly the rows
+	// the recomputation below sees.
+	if _, err := tx.Exec(ctx, `DELETE FROM `+sch+`.rollup_dirty WHERE bucket = ANY($1)`, buckets); err != nil {
+		return 0, err
+	}
+	// Days whose raw partitions a retention dropped keep their rollups.
+	var prunedBefore *time.Time
+	if err := tx.QueryRow(ctx, `SELECT max(before) FROM `+sch+`.raw_pruned`).Scan(&prunedBefore); err != nil {
+		return 0, err
+	}
+	var live []time.Time
+	for _, b := range buckets {
+		if prunedBefore == nil || !b.Before(*prunedBefore) {
+			live = append(live, b)
+		}
+	}
+	if len(live) == 0 {
+		return len(buckets), nil
+	}
+	// 5-minute buckets from raw rows, one bucket per statement so that
+	// each reads one time range of one partition (BRIN on ts).
+	for _, b := range live {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+sch+`.rollup_5m WHERE bucket = $1`, b); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+sch+`.rollup_5m SELECT check_id, name, $1::timestamptz, count(*), min(value), max(value), sum(value)
+			FROM `+sch+`.metric_numeric WHERE ts >= $1::timestamptz AND ts < $1::timestamptz + interval '5 minutes' GROUP BY check_id, name`, b); err != nil {
+			return 0, err
+		}
+	}
+	// Hours from 5-minute buckets, days from hours; a later statement in
+	// this transaction sees what the earlier ones wrote.
+	for _, lvl := range []struct {
+		table, from, unit string
+	}{{"rollup_1h", "rollup_5m", "hour"}, {"rollup_1d", "rollup_1h", "day"}} {
+		if _, err := tx.Exec(ctx, `WITH p AS (SELECT DISTINCT date_trunc('`+lvl.unit+`', b) AS p FROM unnest($1::timestamptz[]) AS b)
+			DELETE FROM `+sch+`.`+lvl.table+` WHERE bucket IN (SELECT p FROM p)`, live); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `WITH p AS (SELECT DISTINCT date_trunc('`+lvl.unit+`', b) AS p FROM unnest($1::timestamptz[]) AS b)
+			INSERT INTO `+sch+`.`+lvl.table+` SELECT r.check_id, r.name, p.p, sum(r.count)::bigint, min(r.min), max(r.max), sum(r.sum)
+			FROM p JOIN `+sch+`.`+lvl.from+` r ON r.bucket >= p.p AND r.bucket < p.p + interval '1 `+lvl.unit+`'
+			GROUP BY r.check_id, r.name, p.p`, live); err != nil {
+			return 0, err
+		}
+	}
+	return len(buckets), nil
+}
+
+func queryTimes(ctx context.Context, tx pgx.Tx, out *[]time.Time, sql string, args ...any) error {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	ts, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	*out = ts
+	return err
+}
+
+// flushRollups recomputes every marked bucket, closed or not.
+func (s *Store) flushRollups(ctx context.Context) error {
+	for {
+		n, err := s.applyRollups(ctx, rollupAll)
+		if err != nil {
+			return err
+		}
+		if n < rollupApplyBuckets {
+			return nil
+		}
+	}
+}
+
+// background recomputes the rollups of settled buckets every interval
+// and, hourly, creates the partitions ahead and applies the retention
+// (only when configured), until ctx is done.
 func (s *Store) background(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -68,14 +200,14 @@ func (s *Store) background(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		for {
-			n, err := s.applyRollups(ctx)
+			n, err := s.applyRollups(ctx, time.Now())
 			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("postgres: rollups not applied yet; will retry", "err", err)
+				if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+					s.log.Warn("postgres: rollups not recomputed yet; will retry", "err", err)
 				}
 				break
 			}
-			if n < rollupApplyLimit {
+			if n < rollupApplyBuckets {
 				break
 			}
 		}

@@ -167,8 +167,8 @@ func prepare(batch []model.Result) *prepared {
 //     with INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING, so only
 //     the results (and metric rows) actually inserted go further;
 //
-// and in both, rollup deltas are computed from exactly the rows inserted
-// (a replay never counts twice), text metrics are stored on change
+// and in both, the rollup buckets of exactly the rows inserted are marked
+// for recomputation, text metrics are stored on change
 // (package changepoint) and the check rows are upserted.
 func (s *Store) WriteBatch(ctx context.Context, batch []model.Result) error {
 	if len(batch) == 0 {
@@ -321,25 +321,11 @@ func stage(ctx context.Context, tx pgx.Tx, name, like string, cols []string, row
 	return nil
 }
 
-type rollKey struct {
-	id     uuid.UUID
-	name   string
-	bucket time.Time
-}
+var numCols = []string{"check_id", "name", "ts", "value"}
 
-type agg struct {
-	count         int64
-	min, max, sum float64
-}
-
-var (
-	numCols  = []string{"check_id", "name", "ts", "value"}
-	rollCols = []string{"check_id", "name", "bucket", "count", "min", "max", "sum"}
-)
-
-// writeNumeric stores the numeric metrics of fresh results and appends
-// the 5-minute deltas of exactly the inserted rows to rollup_pending
-// (folded into rollup_5m/1h/1d by applyRollups).
+// writeNumeric stores the numeric metrics of fresh results and marks the
+// 5-minute buckets of exactly the inserted rows for recomputation
+// (rollups.go).
 func (s *Store) writeNumeric(ctx context.Context, tx pgx.Tx, fresh []*prepResult, fast bool) error {
 	i, j := 0, -1
 	row := make([]any, 4)
@@ -355,42 +341,36 @@ func (s *Store) writeNumeric(ctx context.Context, tx pgx.Tx, fresh []*prepResult
 		return nil, nil
 	})
 	if !fast {
-		// Only rows that do not exist yet count towards the rollups.
+		// Only rows that do not exist yet mark their bucket.
 		if err := stage(ctx, tx, "recon_stage_numeric", s.sch()+".metric_numeric", numCols, src); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `WITH ins AS (INSERT INTO `+s.sch()+`.metric_numeric SELECT * FROM recon_stage_numeric ON CONFLICT DO NOTHING RETURNING *)
-			INSERT INTO `+s.sch()+`.rollup_pending SELECT check_id, name, date_bin('5 minutes', ts, '2000-01-01 00:00:00+00'),
-				count(*), min(value), max(value), sum(value) FROM ins GROUP BY 1, 2, 3`)
+		_, err := tx.Exec(ctx, `WITH ins AS (INSERT INTO `+s.sch()+`.metric_numeric SELECT * FROM recon_stage_numeric ON CONFLICT DO NOTHING RETURNING ts)
+			INSERT INTO `+s.sch()+`.rollup_dirty (bucket) SELECT DISTINCT date_bin('5 minutes', ts, '2000-01-01 00:00:00+00') FROM ins`)
 		if err != nil {
 			return fmt.Errorf("insert metrics: %w", err)
 		}
 		return nil
 	}
-	rolls := map[rollKey]*agg{}
+	var buckets []time.Time
+	seen := map[time.Time]bool{}
 	for _, pr := range fresh {
-		for _, n := range pr.nums {
-			rk := rollKey{pr.r.CheckID, n.name, pr.ts.Truncate(5 * time.Minute)}
-			if a := rolls[rk]; a == nil {
-				rolls[rk] = &agg{count: 1, min: n.value, max: n.value, sum: n.value}
-			} else {
-				a.count++
-				a.min, a.max, a.sum = math.Min(a.min, n.value), math.Max(a.max, n.value), a.sum+n.value
-			}
+		if len(pr.nums) == 0 {
+			continue
+		}
+		if b := pr.ts.Truncate(5 * time.Minute); !seen[b] {
+			seen[b] = true
+			buckets = append(buckets, b)
 		}
 	}
-	if len(rolls) == 0 {
+	if len(buckets) == 0 {
 		return nil
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "metric_numeric"}, numCols, src); err != nil {
 		return fmt.Errorf("copy metrics: %w", err)
 	}
-	pend := make([][]any, 0, len(rolls))
-	for k, a := range rolls {
-		pend = append(pend, []any{pgid(k.id), k.name, k.bucket, a.count, a.min, a.max, a.sum})
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.settings.Schema, "rollup_pending"}, rollCols, pgx.CopyFromRows(pend)); err != nil {
-		return fmt.Errorf("rollup deltas: %w", err)
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.sch()+`.rollup_dirty (bucket) SELECT unnest($1::timestamptz[])`, buckets); err != nil {
+		return fmt.Errorf("rollup marks: %w", err)
 	}
 	return nil
 }
