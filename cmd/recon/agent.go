@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/reconmon/recon/agent/api"
 	"github.com/reconmon/recon/agent/config"
+	"github.com/reconmon/recon/agent/memtrim"
 	"github.com/reconmon/recon/agent/metrics"
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/runtime"
@@ -94,11 +94,17 @@ func cmdAgent(ctx context.Context, a *app, args []string) int {
 	if pre.DefaultSink {
 		log.Info("no [[sink]] configured: storing results in the embedded default store", "type", pre.Sinks[0].Type)
 	}
-	// Start-up (config, migrations, schemas, the first runs) leaves garbage
-	// that a quiet agent would not collect for minutes: collect it and hand
-	// the pages back once, when the first round of checks is under way.
-	startupGC := time.AfterFunc(10*time.Second, debug.FreeOSMemory)
-	defer startupGC.Stop()
+	// Start-up (config, migrations, schemas, package initialisation) leaves
+	// heap garbage and executable pages a quiet agent never touches again:
+	// hand them back once, when the first round of checks is under way.
+	startupTrim := time.AfterFunc(10*time.Second, func() {
+		if n, err := memtrim.Startup(); err != nil {
+			log.Debug("start-up memory not fully returned", "err", err)
+		} else {
+			log.Debug("start-up memory returned", "mappings_paged_out", n)
+		}
+	})
+	defer startupTrim.Stop()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
