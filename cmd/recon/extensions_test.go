@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -390,4 +391,86 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestPluginsDieWithAgent: an agent killed with kill -9 cannot stop its
+// plugins; the kernel does (a plugin left running would hold its
+// resources and run forever).
+func TestPluginsDieWithAgent(t *testing.T) {
+	bin := helloPlugin(t)
+	sum, err := fileSum(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "recon.toml")
+	os.WriteFile(cfgPath, []byte(`
+[agent]
+listen = "127.0.0.1:`+freePort(t)+`"
+data_dir = "`+dir+`/data"
+[[check]]
+name = "hello"
+type = "plugin"
+path = "`+bin+`"
+sha256 = "`+sum+`"
+period = "200ms"
+[[sink]]
+type = "lineproto"
+output = "file"
+path = "`+filepath.Join(dir, "out.lp")+`"
+fsync = "never"
+`), 0o644)
+	p := startAgent(t, cfgPath)
+	agent := p.cmd.Process.Pid
+	var plugin int
+	waitFor(t, "the plugin process", 20*time.Second, func() bool {
+		plugin = childNamed(t, agent, "hello")
+		return plugin != 0 && countLines(filepath.Join(dir, "out.lp"), "hello,") > 0
+	})
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin to die with the agent", 10*time.Second, func() bool { return !alive(plugin) })
+}
+
+// childNamed returns the pid of a child of parent whose command is name
+// (0 if none).
+func childNamed(t *testing.T, parent int, name string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(s[j+1:])
+		if len(f) > 1 && s[i+1:j] == name && f[1] == strconv.Itoa(parent) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// alive: the process exists and is not a zombie waiting to be reaped.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }

@@ -481,9 +481,7 @@ func (p *proc) launch() (_ *instance, err error) {
 	}
 	cmd := exec.Command(spec.path)
 	cmd.Env = append(append(make([]string, 0, len(spec.env)+1), spec.env...), plugin.EnvUnixSocketDir+"="+sockDir)
-	// Own process group: a kill reaches the plugin's children too, and a
-	// Ctrl-C meant for the agent does not reach the plugin directly.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	stderr := newStderrLog(log.With("stream", "stderr"))
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  pb.Handshake(),
