@@ -113,6 +113,7 @@ func BenchmarkSoakPostgres(b *testing.B) {
 		}
 		b.Logf("warm-up %.0f s:\n%s", time.Since(warmStart).Seconds(), warm.String())
 
+		waits := map[string][2]int{}
 		var heap, rss []float64
 		var lags []time.Duration
 		var timeline strings.Builder
@@ -132,8 +133,15 @@ func BenchmarkSoakPostgres(b *testing.B) {
 			if len(lags) > 0 {
 				lag = lags[len(lags)-1]
 			}
-			fmt.Fprintf(&timeline, "  %4.0fs lag %6v spool %6.0f live heap %5.1f MB rss %5.1f MB late %.0f\n", time.Since(t0).Seconds(),
-				lag.Round(time.Millisecond), m["recon_spool_depth"], heap[len(heap)-1]/1e6, rss[len(rss)-1], m["recon_check_late_total"])
+			// The kernel's dirty and in-writeback page cache and the
+			// checkpoints so far: commit stalls follow writeback storms.
+			var ckpts int64
+			if err := db.QueryRow(ctx, `SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter`).Scan(&ckpts); err != nil {
+				b.Fatal(err)
+			}
+			dirty, wb := meminfoMB("Dirty:"), meminfoMB("Writeback:")
+			fmt.Fprintf(&timeline, "  %4.0fs lag %6v spool %6.0f live heap %5.1f MB rss %5.1f MB late %.0f dirty %4.0f MB writeback %4.0f MB checkpoints %d\n", time.Since(t0).Seconds(),
+				lag.Round(time.Millisecond), m["recon_spool_depth"], heap[len(heap)-1]/1e6, rss[len(rss)-1], m["recon_check_late_total"], dirty, wb, ckpts)
 		}
 		before, err := scrape(api + "/metrics")
 		if err != nil {
@@ -152,6 +160,11 @@ func BenchmarkSoakPostgres(b *testing.B) {
 				b.Fatal(err)
 			}
 			lags = append(lags, time.Duration(lag*float64(time.Second)))
+			// What the agent's Postgres backends wait for, overall and
+			// while results are late (lag over 500 ms).
+			if err := sampleWaits(ctx, db, waits, lag > 0.5); err != nil {
+				b.Fatal(err)
+			}
 			if n%10 == 0 {
 				sample()
 			}
@@ -197,6 +210,7 @@ func BenchmarkSoakPostgres(b *testing.B) {
 				(SELECT wal_bytes FROM pg_stat_wal)::float8 FROM pg_stat_bgwriter`).Scan(&ckTimed, &ckReq, &ckWrite, &ckSync, &walBytes); err != nil {
 			b.Logf("pg_stat_bgwriter: %v", err)
 		}
+		b.Logf("what the agent's backends waited for, once a second (all seconds / seconds with lag > 500 ms):\n%s", fmtWaits(waits))
 		b.Logf("postgres: %d timed + %d requested checkpoints (write %.1f s, sync %.1f s), %.0f MB of WAL", ckTimed, ckReq, ckWrite/1000, ckSync/1000, walBytes/1e6)
 		window := t1.Sub(t0).Seconds()
 		late := after["recon_check_late_total"] - before["recon_check_late_total"]
@@ -221,6 +235,60 @@ func BenchmarkSoakPostgres(b *testing.B) {
 			heap[0]/1e6, heap[len(heap)-1]/1e6, rss[0], rss[len(rss)-1], timeline.String())
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// meminfoMB reads one field of /proc/meminfo in MB (-1 if unreadable).
+func meminfoMB(field string) float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return -1
+			}
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// sampleWaits counts the active backends of the agent (application_name
+// recon) by wait event into waits[event][0], and also into [1] when late.
+func sampleWaits(ctx context.Context, db *pgx.Conn, waits map[string][2]int, late bool) error {
+	rows, err := db.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+		WHERE application_name = 'recon' AND state NOT IN ('idle')`)
+	if err != nil {
+		return err
+	}
+	evs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		w := waits[e]
+		w[0]++
+		if late {
+			w[1]++
+		}
+		waits[e] = w
+	}
+	return nil
+}
+
+func fmtWaits(waits map[string][2]int) string {
+	keys := make([]string, 0, len(waits))
+	for k := range waits {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return waits[keys[i]][0] > waits[keys[j]][0] })
+	var sb strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "  %-32s %6d %6d\n", k, waits[k][0], waits[k][1])
+	}
+	return sb.String()
 }
 
 // growth is the mean of the last three samples over the mean of the first
