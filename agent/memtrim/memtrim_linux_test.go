@@ -19,7 +19,7 @@ func TestExecutableMapping(t *testing.T) {
 		{"00ffd000-01cd9000 r--p 00bfd000 fe:00 9994294    /usr/bin/recon", 0xffd000, 0x1cd9000, true},
 		{"00ffd000-01cd9000 r--p 00bfd000 fe:00 9994294    /usr/bin/recon (deleted)", 0xffd000, 0x1cd9000, true},
 		{"01cd9000-01d9a000 rw-p 018d9000 fe:00 9994294    /usr/bin/recon", 0, 0, false}, // data: written to
-		{"7f76015be000-7f7601a00000 rw-p 00000000 00:00 0", 0, 0, false},                  // anonymous
+		{"7f76015be000-7f7601a00000 rw-p 00000000 00:00 0", 0, 0, false},                 // anonymous
 		{"7f7648491000-7f76484f1000 r-xp 00000000 fe:00 12  /usr/lib/libc.so.6", 0, 0, false},
 		{"00400000-00ffd000 r-xp 00000000 fe:00 9994294    /usr/bin/recon2", 0, 0, false},
 		{"00400000 r-xp 00000000 fe:00 9994294 /usr/bin/recon", 0, 0, false},
