@@ -43,6 +43,7 @@ end
 //     no growth).
 //
 // RECON_SOAK_SINK adds keys to the sink's table (e.g. "batch_size = 5000")
+// and RECON_SOAK_PG server settings (e.g. "max_wal_size=4GB,shared_buffers=1GB")
 // to try settings; -v prints a timeline of lag, spool depth and memory.
 func BenchmarkSoakPostgres(b *testing.B) {
 	dur := 10 * time.Minute
@@ -57,7 +58,13 @@ func BenchmarkSoakPostgres(b *testing.B) {
 	const warmup = time.Minute
 	ctx := context.Background()
 	for range b.N {
-		pgc := pgtest.Start(b, pgtest.Options{Fsync: true})
+		pgSettings := map[string]string{}
+		for _, kv := range strings.Split(os.Getenv("RECON_SOAK_PG"), ",") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+				pgSettings[k] = v
+			}
+		}
+		pgc := pgtest.Start(b, pgtest.Options{Fsync: true, Settings: pgSettings})
 		dsn := pgc.NewDatabase(b)
 		// The schema exists before the agent starts so that the stamp
 		// trigger sees every row.
