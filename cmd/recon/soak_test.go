@@ -265,7 +265,10 @@ func meminfoMB(field string) float64 {
 // sampleWaits counts the active backends of the agent (application_name
 // recon) by wait event into waits[event][0], and also into [1] when late.
 func sampleWaits(ctx context.Context, db *pgx.Conn, waits map[string][2]int, late bool) error {
-	rows, err := db.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+	// By wait event and statement (the first words: COPY, the applier's
+	// recomputation, the check upsert …), to tell which is busy.
+	rows, err := db.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' ' ||
+			left(regexp_replace(query, '\s+', ' ', 'g'), 40) FROM pg_stat_activity
 		WHERE application_name = 'recon' AND state NOT IN ('idle')`)
 	if err != nil {
 		return err
@@ -293,7 +296,7 @@ func fmtWaits(waits map[string][2]int) string {
 	sort.Slice(keys, func(i, j int) bool { return waits[keys[i]][0] > waits[keys[j]][0] })
 	var sb strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&sb, "  %-32s %6d %6d\n", k, waits[k][0], waits[k][1])
+		fmt.Fprintf(&sb, "  %-72s %6d %6d\n", k, waits[k][0], waits[k][1])
 	}
 	return sb.String()
 }
