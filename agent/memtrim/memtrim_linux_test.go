@@ -86,3 +86,16 @@ func TestStartupPagesOut(t *testing.T) {
 		t.Errorf("executable resident %d kB → %d kB: not paged out", before, after)
 	}
 }
+
+// FuzzExecutableMapping: any line gives a clean answer and never a range
+// that is empty or reversed.
+func FuzzExecutableMapping(f *testing.F) {
+	f.Add("00400000-00ffd000 r-xp 00000000 fe:00 9994294    /usr/bin/recon")
+	f.Add("00ffd000-01cd9000 r--p 00bfd000 fe:00 9994294    /usr/bin/recon (deleted)")
+	f.Add("ffffffffffffffff-0 r-xp 0 0 0 /usr/bin/recon")
+	f.Fuzz(func(t *testing.T, line string) {
+		if lo, hi, ok := executableMapping(line, "/usr/bin/recon"); ok && hi <= lo {
+			t.Errorf("%q: range %#x-%#x", line, lo, hi)
+		}
+	})
+}

@@ -51,6 +51,17 @@ func examplePlugin(t *testing.T, name string) string {
 
 func helloPlugin(t *testing.T) string { return examplePlugin(t, "hello") }
 
+// helloPluginSum is the hello plugin and its sha256 for the check's pin.
+func helloPluginSum(t *testing.T) (string, string) {
+	t.Helper()
+	bin := helloPlugin(t)
+	sum, err := fileSum(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, sum
+}
+
 func TestLuaRunCLI(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "disk.lua")
@@ -100,11 +111,7 @@ end
 }
 
 func TestPluginInspectCLI(t *testing.T) {
-	bin := helloPlugin(t)
-	sum, err := fileSum(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, sum := helloPluginSum(t)
 	out, errOut, code := runCLI(t, nil, "plugin", "inspect", bin)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -134,11 +141,7 @@ func TestPluginInspectCLI(t *testing.T) {
 // all three reach the sink and /metrics shows their figures.
 func TestAgentRunsLuaPluginsAndTraps(t *testing.T) {
 	snmptrap := testutil.RequireBinary(t, "snmptrap")
-	bin := helloPlugin(t)
-	sum, err := fileSum(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, sum := helloPluginSum(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.lp")
 	os.WriteFile(filepath.Join(dir, "up.lua"), []byte(`function check(ctx) return {status="OK", output="up", metrics={answer=7}} end`), 0o644)
@@ -397,11 +400,7 @@ func grepLines(s, substr string) string {
 // plugins; the kernel does (a plugin left running would hold its
 // resources and run forever).
 func TestPluginsDieWithAgent(t *testing.T) {
-	bin := helloPlugin(t)
-	sum, err := fileSum(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, sum := helloPluginSum(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "recon.toml")
 	os.WriteFile(cfgPath, []byte(`

@@ -114,10 +114,7 @@ func TestSlowTargetHoldsBackNoOne(t *testing.T) {
 func TestPluginWithoutRunStreamRunsSingly(t *testing.T) {
 	h, _ := newTestHost(t, Options{})
 	typ := NewCheckType(h)
-	var rs []*Runner
-	for i := range 20 {
-		rs = append(rs, prepare(t, typ, testPluginCheck(fmt.Sprint("c", i), "healthy")))
-	}
+	rs := prepareN(t, typ, "c", "healthy", 20)
 	for range 2 {
 		for i, res := range runAll(rs, 5*time.Second) {
 			if res.Status != model.OK || res.Output != "pong 127.0.0.1" {
@@ -155,10 +152,7 @@ func TestRunSinglyOption(t *testing.T) {
 func TestMalformedRunStreamAnswers(t *testing.T) {
 	h, _ := newTestHost(t, Options{})
 	typ := NewCheckType(h)
-	var rs []*Runner
-	for i := range 4 {
-		rs = append(rs, prepare(t, typ, testPluginCheck(fmt.Sprint("bad", i), "stream-bad")))
-	}
+	rs := prepareN(t, typ, "bad", "stream-bad", 4)
 	// Start the process with a plain Run (the lone-run path).
 	if res := runOnce(rs[0], 5*time.Second); res.Status != model.OK {
 		t.Fatalf("warm-up: %v %q", res.Status, res.Output)
@@ -194,4 +188,15 @@ func TestMalformedRunStreamAnswers(t *testing.T) {
 			t.Errorf("check %d: %v %q", i, got[i].Status, got[i].Output)
 		}
 	}
+}
+
+// prepareN prepares n checks of the test plugin named prefix0…, all with
+// the given behaviour.
+func prepareN(t *testing.T, typ *CheckType, prefix, behaviour string, n int) []*Runner {
+	t.Helper()
+	var rs []*Runner
+	for i := range n {
+		rs = append(rs, prepare(t, typ, testPluginCheck(fmt.Sprint(prefix, i), behaviour)))
+	}
+	return rs
 }
