@@ -120,6 +120,7 @@ func BenchmarkSoakPostgres(b *testing.B) {
 		}
 		b.Logf("warm-up %.0f s:\n%s", time.Since(warmStart).Seconds(), warm.String())
 
+		cpu := &cpuSampler{agent: p.cmd.Process.Pid, pgDataDir: filepath.Join(pgc.Dir, "data"), db: db}
 		waits := map[string][2]int{}
 		var heap, rss []float64
 		var lags []time.Duration
@@ -147,8 +148,14 @@ func BenchmarkSoakPostgres(b *testing.B) {
 				b.Fatal(err)
 			}
 			dirty, wb := meminfoMB("Dirty:"), meminfoMB("Writeback:")
-			fmt.Fprintf(&timeline, "  %4.0fs lag %6v spool %6.0f live heap %5.1f MB rss %5.1f MB late %.0f dirty %4.0f MB writeback %4.0f MB checkpoints %d\n", time.Since(t0).Seconds(),
-				lag.Round(time.Millisecond), m["recon_spool_depth"], heap[len(heap)-1]/1e6, rss[len(rss)-1], m["recon_check_late_total"], dirty, wb, ckpts)
+			// Who had the CPUs (percent of one CPU): the agent, Postgres
+			// by process kind, the rest of the shared machine, steal.
+			use, err := cpu.sample(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(&timeline, "  %4.0fs lag %6v spool %6.0f live heap %5.1f MB rss %5.1f MB late %.0f dirty %4.0f MB writeback %4.0f MB checkpoints %d\n         cpu%%: %s\n", time.Since(t0).Seconds(),
+				lag.Round(time.Millisecond), m["recon_spool_depth"], heap[len(heap)-1]/1e6, rss[len(rss)-1], m["recon_check_late_total"], dirty, wb, ckpts, use)
 		}
 		before, err := scrape(api + "/metrics")
 		if err != nil {
@@ -263,13 +270,14 @@ func meminfoMB(field string) float64 {
 }
 
 // sampleWaits counts the active backends of the agent (application_name
-// recon) by wait event into waits[event][0], and also into [1] when late.
+// recon) and autovacuum workers by wait event into waits[event][0], and also into [1] when late.
 func sampleWaits(ctx context.Context, db *pgx.Conn, waits map[string][2]int, late bool) error {
 	// By wait event and statement (the first words: COPY, the applier's
-	// recomputation, the check upsert …), to tell which is busy.
+	// recomputation, the check upsert, autovacuum's table …), to tell
+	// which is busy.
 	rows, err := db.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' ' ||
-			left(regexp_replace(query, '\s+', ' ', 'g'), 40) FROM pg_stat_activity
-		WHERE application_name = 'recon' AND state NOT IN ('idle')`)
+			left(regexp_replace(query, '\s+', ' ', 'g'), 60) FROM pg_stat_activity
+		WHERE (application_name = 'recon' OR backend_type = 'autovacuum worker') AND state NOT IN ('idle')`)
 	if err != nil {
 		return err
 	}
