@@ -224,6 +224,11 @@ func BenchmarkSoakPostgres(b *testing.B) {
 				(SELECT wal_bytes FROM pg_stat_wal)::float8 FROM pg_stat_bgwriter`).Scan(&ckTimed, &ckReq, &ckWrite, &ckSync, &walBytes); err != nil {
 			b.Logf("pg_stat_bgwriter: %v", err)
 		}
+		var upd, hot int64
+		if err := db.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = 'recon' AND relname = 'check'`).Scan(&upd, &hot); err != nil {
+			b.Logf("pg_stat_user_tables: %v", err)
+		}
+		b.Logf("check rows: %d updates, %d of them HOT (no index entries)", upd, hot)
 		b.Logf("what the agent's backends waited for, once a second (all seconds / seconds with lag > 500 ms):\n%s", fmtWaits(waits))
 		b.Logf("postgres: %d timed + %d requested checkpoints (write %.1f s, sync %.1f s), %.0f MB of WAL", ckTimed, ckReq, ckWrite/1000, ckSync/1000, walBytes/1e6)
 		window := t1.Sub(t0).Seconds()

@@ -40,6 +40,9 @@ type Settings struct {
 	Retention config.Duration `toml:"retention"`
 	// MaxConns bounds the connection pool (default 4).
 	MaxConns int32 `toml:"max_conns"`
+	// WriteConns is how many transactions write one large batch at once,
+	// split by check (default 2; at most max_conns - 1).
+	WriteConns int `toml:"write_conns"`
 }
 
 // Type is the postgres sink type.
@@ -68,6 +71,16 @@ func (Type) New(spec *sink.Spec, env sink.Env) (sink.Sink, error) {
 	}
 	if s.MaxConns <= 0 {
 		s.MaxConns = 4
+	}
+	if s.WriteConns <= 0 {
+		s.WriteConns = 2
+	}
+	// One connection stays free for the rollup applier and reads.
+	if int32(s.WriteConns) > s.MaxConns-1 {
+		if st.WriteConns > 0 {
+			return nil, fmt.Errorf("write_conns %d: at most max_conns - 1 (%d)", s.WriteConns, s.MaxConns-1)
+		}
+		s.WriteConns = max(1, int(s.MaxConns-1))
 	}
 	log := env.Logger
 	if log == nil {

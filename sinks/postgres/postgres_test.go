@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/reconmon/recon/agent/config"
@@ -457,8 +458,127 @@ func TestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := sk.(*Store).settings; st.Schema != "recon" || st.PartitionAhead != 7 || st.MaxConns != 4 || st.Retention != 0 {
+	if st := sk.(*Store).settings; st.Schema != "recon" || st.PartitionAhead != 7 || st.MaxConns != 4 || st.Retention != 0 || st.WriteConns != 2 {
 		t.Errorf("defaults: %+v", st)
+	}
+	// One connection stays free for the applier: a default shrinks to
+	// fit a small pool, an explicit value that does not fit is refused.
+	sk, err = (Type{}).New(&sink.Spec{Settings: &Settings{DSN: "host=x", MaxConns: 2}}, sink.Env{})
+	if err != nil || sk.(*Store).settings.WriteConns != 1 {
+		t.Errorf("max_conns 2: %v %+v", err, sk)
+	}
+	if _, err := (Type{}).New(&sink.Spec{Settings: &Settings{DSN: "host=x", MaxConns: 4, WriteConns: 4}}, sink.Env{}); err == nil || !strings.Contains(err.Error(), "write_conns 4: at most max_conns - 1 (3)") {
+		t.Errorf("write_conns 4 of 4: %v", err)
+	}
+}
+
+// TestSplit: shards hold whole checks, in order, none below minShard
+// results unless the batch is one shard.
+func TestSplit(t *testing.T) {
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var many []model.Result
+	for i := range 1000 {
+		many = append(many, results(fmt.Sprintf("c%d", i), 0, 1, at)...)
+	}
+	var skewed []model.Result // one check with most of the results
+	skewed = append(skewed, results("big", 0, 900, at)...)
+	for i := range 100 {
+		skewed = append(skewed, results(fmt.Sprintf("s%d", i), 0, 1, at)...)
+	}
+	for _, tc := range []struct {
+		name  string
+		batch []model.Result
+		n     int
+		sizes []int
+	}{
+		{"one connection", many, 1, []int{1000}},
+		{"two", many, 2, []int{500, 500}},
+		{"four", many, 4, []int{250, 250, 250, 250}},
+		{"too small for four", many[:600], 4, []int{300, 300}},
+		{"too small to split", many[:499], 2, []int{499}},
+		{"one check is never split", results("x", 0, 1000, at), 2, []int{1000}},
+		{"skewed", skewed, 2, nil}, // sizes depend on where "big" sorts
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := prepare(tc.batch)
+			shards := p.split(tc.n)
+			var sizes []int
+			total := 0
+			owner := map[[16]byte]int{}
+			for i, sh := range shards {
+				sizes = append(sizes, len(sh.status))
+				total += len(sh.status)
+				for _, pr := range sh.status {
+					if o, ok := owner[pr.id]; ok && o != i {
+						t.Fatalf("check %x in shards %d and %d", pr.id, o, i)
+					}
+					owner[pr.id] = i
+				}
+			}
+			if total != len(p.status) {
+				t.Fatalf("%d results in shards, batch has %d", total, len(p.status))
+			}
+			if tc.sizes != nil && fmt.Sprint(sizes) != fmt.Sprint(tc.sizes) {
+				t.Errorf("sizes %v, want %v", sizes, tc.sizes)
+			}
+			if len(shards) > tc.n {
+				t.Errorf("%d shards for %d connections", len(shards), tc.n)
+			}
+		})
+	}
+}
+
+// TestShardFailsAlone: when one shard of a batch fails after the other
+// committed, the retried batch stores every result, metric and rollup
+// exactly once.
+func TestShardFailsAlone(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
+	s := open(t, dsn)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var batch []model.Result
+	for i := range 600 {
+		batch = append(batch, results(fmt.Sprintf("c%03d", i), 0, 2, at)...)
+	}
+	shards := prepare(batch).split(2)
+	if len(shards) != 2 {
+		t.Fatalf("%d shards, want 2", len(shards))
+	}
+	// Fail the second shard: its first check's status row is refused.
+	victim := uuid.UUID(shards[1].status[0].id)
+	sqlExec(t, dsn, `CREATE FUNCTION recon.refuse() RETURNS trigger LANGUAGE plpgsql AS
+		$$BEGIN IF NEW.check_id = '`+victim.String()+`' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END$$;
+		CREATE TRIGGER refuse BEFORE INSERT ON recon.status FOR EACH ROW EXECUTE FUNCTION recon.refuse();`)
+	err := s.WriteBatch(ctx, batch)
+	if err == nil || !strings.Contains(err.Error(), "refused by the test") {
+		t.Fatalf("write with a failing shard: %v", err)
+	}
+	first := len(shards[0].status)
+	if n := count(t, dsn, `SELECT count(*) FROM recon.status`); n != first {
+		t.Fatalf("after the failure: %d status rows, want the first shard's %d", n, first)
+	}
+	sqlExec(t, dsn, `DROP TRIGGER refuse ON recon.status`)
+	if err := s.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{
+		`SELECT count(*) FROM recon.status`:         1200,
+		`SELECT count(*) FROM recon.metric_numeric`: 1200,
+		`SELECT count(*) FROM recon."check"`:        600,
+	} {
+		if n := count(t, dsn, q); n != want {
+			t.Errorf("%s: %d, want %d", q, n, want)
+		}
+	}
+	if err := s.flushRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// seq is 0 and 1 for every check: 1,200 values summing to 600.
+	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_1d`); n != 1200 {
+		t.Errorf("daily rollups count %d values, want 1200", n)
+	}
+	if n := count(t, dsn, `SELECT sum(sum)::int FROM recon.rollup_5m`); n != 600 {
+		t.Errorf("5-minute rollups sum to %d, want 600", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -183,14 +184,12 @@ func (s *Store) WriteBatch(ctx context.Context, batch []model.Result) error {
 		s.log.Warn("postgres: non-finite metric values (NaN, Inf) are not stored as points", "count", p.nonFinite, "example", p.nonFiniteName)
 	}
 	days := batchDays(batch)
+	shards := p.split(s.settings.WriteConns)
 	for attempt := 0; ; attempt++ {
 		if err := s.ensurePartitions(ctx, days); err != nil {
 			return err
 		}
-		err = s.tryWrite(ctx, pool, p, true)
-		if isCode(err, "23505") {
-			err = s.tryWrite(ctx, pool, p, false)
-		}
+		err = s.writeShards(ctx, pool, shards)
 		// A partition dropped behind our back (another agent's retention,
 		// an operator): forget what we knew and create it again.
 		if attempt == 0 && isCode(err, "23514") {
@@ -228,6 +227,61 @@ func batchDays(batch []model.Result) []time.Time {
 func isCode(err error, code string) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == code
+}
+
+// minShard is the fewest results worth a transaction of their own: below
+// it, a second commit costs more than the parallelism saves.
+const minShard = 250
+
+// split divides a large batch into at most n shards of whole checks
+// (status is sorted by check id), written concurrently on n connections.
+// One Postgres backend is single-threaded: at 10,000 results/s it is
+// busy most of the time, and a burst of steal or a slow commit leaves it
+// behind. Checks never straddle shards, so shards take no common row
+// locks and text change points stay serialised per check.
+func (p *prepared) split(n int) []*prepared {
+	n = min(n, len(p.status)/minShard)
+	if n <= 1 {
+		return []*prepared{p}
+	}
+	out := make([]*prepared, 0, n)
+	start := 0
+	for i := 1; i <= n && start < len(p.status); i++ {
+		end := len(p.status) * i / n
+		for end < len(p.status) && end > start && p.status[end].k.id == p.status[end-1].k.id {
+			end++
+		}
+		if end > start {
+			out = append(out, &prepared{status: p.status[start:end]})
+			start = end
+		}
+	}
+	return out
+}
+
+// writeShards writes every shard, each in its own transaction, and
+// returns their errors joined. A shard that committed before another
+// failed is a replay when the core retries the batch: the staged path
+// inserts nothing twice.
+func (s *Store) writeShards(ctx context.Context, pool *pgxpool.Pool, shards []*prepared) error {
+	if len(shards) == 1 {
+		return s.writeShard(ctx, pool, shards[0])
+	}
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Go(func() { errs[i] = s.writeShard(ctx, pool, sh) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Store) writeShard(ctx context.Context, pool *pgxpool.Pool, p *prepared) error {
+	err := s.tryWrite(ctx, pool, p, true)
+	if isCode(err, "23505") {
+		err = s.tryWrite(ctx, pool, p, false)
+	}
+	return err
 }
 
 func (s *Store) tryWrite(ctx context.Context, pool *pgxpool.Pool, p *prepared, fast bool) error {
