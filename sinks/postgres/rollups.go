@@ -38,7 +38,22 @@ const (
 	// rollupApplyBuckets bounds one apply transaction (after an outage the
 	// backlog is folded in several steps).
 	rollupApplyBuckets = 48
+	// rollupSlice is the part of a 5-minute bucket aggregated per
+	// statement by the periodic applier, which rests after each.
+	rollupSlice = time.Minute
 )
+
+// sleepCtx sleeps for d unless ctx ends first (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // rollupAll makes applyRollups take every marked bucket, closed or not
 // (tests, benchmarks, and an explicit flush).
@@ -133,14 +148,34 @@ func (s *Store) recompute(ctx context.Context, tx pgx.Tx, closedBy time.Time) (i
 	if len(live) == 0 {
 		return len(buckets), nil
 	}
-	// 5-minute buckets from raw rows, one bucket per statement so that
-	// each reads one time range of one partition (BRIN on ts).
+	// 5-minute buckets from raw rows, a slice of the bucket per statement
+	// (each reads one time range of one partition: BRIN on ts), partial
+	// aggregates kept in a temporary table. Aggregating a busy bucket
+	// takes seconds of a core; the periodic applier rests as long as each
+	// slice took, so the writers never lose a core for long (a flush
+	// does not rest).
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS recon_rollup_part (check_id uuid, name text, count bigint, min float8, max float8, sum float8) ON COMMIT DELETE ROWS`); err != nil {
+		return 0, err
+	}
 	for _, b := range live {
+		if _, err := tx.Exec(ctx, `TRUNCATE recon_rollup_part`); err != nil {
+			return 0, err
+		}
+		for sl := b; sl.Before(b.Add(5 * time.Minute)); sl = sl.Add(rollupSlice) {
+			start := time.Now()
+			if _, err := tx.Exec(ctx, `INSERT INTO recon_rollup_part SELECT check_id, name, count(*), min(value), max(value), sum(value)
+				FROM `+sch+`.metric_numeric WHERE ts >= $1::timestamptz AND ts < $2::timestamptz GROUP BY check_id, name`, sl, sl.Add(rollupSlice)); err != nil {
+				return 0, err
+			}
+			if !closedBy.IsZero() && !sleepCtx(ctx, time.Since(start)) {
+				return 0, ctx.Err()
+			}
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+sch+`.rollup_5m WHERE bucket = $1`, b); err != nil {
 			return 0, err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+sch+`.rollup_5m SELECT check_id, name, $1::timestamptz, count(*), min(value), max(value), sum(value)
-			FROM `+sch+`.metric_numeric WHERE ts >= $1::timestamptz AND ts < $1::timestamptz + interval '5 minutes' GROUP BY check_id, name`, b); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+sch+`.rollup_5m SELECT check_id, name, $1::timestamptz, sum(count)::bigint, min(min), max(max), sum(sum)
+			FROM recon_rollup_part GROUP BY check_id, name`, b); err != nil {
 			return 0, err
 		}
 	}
