@@ -40,7 +40,6 @@ const (
 const (
 	DefaultSegmentSize   = 16 << 20
 	DefaultFsyncInterval = time.Second
-	DefaultSyncGap       = 5 * time.Millisecond
 	minSegmentSize       = 64 << 10
 )
 
@@ -57,16 +56,7 @@ type Options struct {
 	// (0 means DefaultSegmentSize). Space is freed a segment at a time, so
 	// with MaxBytes set it is lowered to MaxBytes/4 (at least 64 KiB).
 	SegmentSize int64
-	// SyncGap is, for FsyncAlways, the least time between the starts of
-	// two writes (0 means DefaultSyncGap, negative none). Appends that
-	// arrive meanwhile share the next write and fsync: at 10,000 results
-	// a second, each fsync then carries ~50 of them instead of ~20, and
-	// the agent spends a fifth as much CPU in fsync. An Append waits at
-	// most this much longer. Only concurrent appends wait: when the last
-	// write carried a single Append (a quiet spool, one producer in a
-	// loop), the next is written at once.
-	SyncGap time.Duration
-	Logger  *slog.Logger
+	Logger      *slog.Logger
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -85,9 +75,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SegmentSize == 0 {
 		o.SegmentSize = DefaultSegmentSize
-	}
-	if o.SyncGap == 0 {
-		o.SyncGap = DefaultSyncGap
 	}
 	if o.MaxBytes > 0 && o.SegmentSize > o.MaxBytes/4 {
 		o.SegmentSize = o.MaxBytes / 4
@@ -108,11 +95,10 @@ type segment struct {
 // batch is what one group commit writes: the frames of every Append that
 // arrived while the previous write was in progress.
 type batch struct {
-	buf     []byte // frames with length and payload; seq and crc stamped by the flusher
-	n       int
-	appends int // Append calls sharing it
-	done    chan struct{}
-	err     error // valid once done is closed
+	buf  []byte // frames with length and payload; seq and crc stamped by the flusher
+	n    int
+	done chan struct{}
+	err  error // valid once done is closed
 }
 
 // Spool is a durable, disk-backed pipeline.Queue: a log of segment files
@@ -147,8 +133,6 @@ type Spool struct {
 	needTrunc   bool // a failed write may have left bytes after wOff
 	noSpace     bool // the last write failed for lack of space (ENOSPC)
 	dirty       bool // written since the last fsync (interval policy)
-	lastWrite   time.Time
-	lastShared  bool // the last write carried several Appends
 	kick        chan struct{}
 	quit        chan struct{}
 	flusherDone chan struct{}
@@ -520,7 +504,6 @@ func (s *Spool) Append(ctx context.Context, rs []model.Result) error {
 	}
 	b.buf = append(b.buf, buf...)
 	b.n += len(rs)
-	b.appends++
 	s.pendingBytes += int64(len(buf))
 	s.mu.Unlock()
 	s.putBuf(bp, buf)
@@ -589,13 +572,6 @@ func (s *Spool) flusher() {
 
 func (s *Spool) flushAll() {
 	for {
-		// Only appenders that overlap gain by waiting: a lone producer
-		// appending in a loop is never slowed down.
-		if s.opts.Fsync == FsyncAlways && s.lastShared {
-			if wait := s.opts.SyncGap - time.Since(s.lastWrite); wait > 0 {
-				time.Sleep(wait)
-			}
-		}
 		s.mu.Lock()
 		b := s.pending
 		s.pending = nil
@@ -607,7 +583,6 @@ func (s *Spool) flushAll() {
 		if b == nil {
 			return
 		}
-		s.lastWrite, s.lastShared = time.Now(), b.appends > 1
 		s.writeBatch(b, roll)
 	}
 }

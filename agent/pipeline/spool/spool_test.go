@@ -444,48 +444,6 @@ func TestFsyncPolicies(t *testing.T) {
 	}
 }
 
-// TestSyncGap: under a steady stream of appends, writes (and fsyncs)
-// start at most once per SyncGap, however fast the disk.
-func TestSyncGap(t *testing.T) {
-	var syncs atomic.Int64
-	h := hooks{datasync: func(f *os.File) error {
-		if strings.HasSuffix(f.Name(), segSuffix) {
-			syncs.Add(1)
-		}
-		return nil // an infinitely fast disk: only the gap batches
-	}}
-	const gap = 20 * time.Millisecond
-	s, err := open(t.TempDir(), Options{SyncGap: gap}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := syncs.Load()
-	start := time.Now()
-	var wg sync.WaitGroup
-	var appends atomic.Int64
-	for p := range 16 {
-		wg.Go(func() {
-			for i := 0; time.Since(start) < 300*time.Millisecond; i++ {
-				if err := s.Append(context.Background(), results(p*100000+i, 1)); err != nil {
-					t.Error(err)
-					return
-				}
-				appends.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	n, elapsed := syncs.Load()-base, time.Since(start)
-	if limit := int64(elapsed/gap) + 2; n > limit {
-		t.Fatalf("%d fsyncs in %v with a %v gap (at most %d)", n, elapsed, gap, limit)
-	}
-	if n == 0 || appends.Load() < 2*n {
-		t.Fatalf("%d appends shared %d fsyncs", appends.Load(), n)
-	}
-	t.Logf("%d appends, %d fsyncs in %v", appends.Load(), n, elapsed)
-}
-
 func TestGroupCommitSharesFsyncs(t *testing.T) {
 	var syncs atomic.Int64
 	slow := hooks{datasync: func(f *os.File) error {
