@@ -211,7 +211,7 @@ func main() {
 		o, done := outputs[key]
 		var err error
 		if !done {
-			cmd := exec.Command("go", "test", "-run", "^$", "-bench", r.run, "-benchtime", r.benchtime, "-count", strconv.Itoa(n), "-timeout", "60m", r.pkg)
+			cmd := exec.Command("go", "test", "-v", "-run", "^$", "-bench", r.run, "-benchtime", r.benchtime, "-count", strconv.Itoa(n), "-timeout", "60m", r.pkg)
 			cmd.Env = append(os.Environ(), "CI=true")
 			o, err = cmd.CombinedOutput()
 			if err == nil {
