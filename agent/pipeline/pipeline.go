@@ -15,6 +15,7 @@ import (
 
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/sink"
+	"github.com/reconmon/recon/internal/ctxsleep"
 )
 
 // Output is one sink with its queue, as handed to the pipeline.
@@ -196,7 +197,7 @@ func (p *Pipeline) appendTo(ctx context.Context, w *worker, rs []model.Result) e
 			p.log.Error("spool append failed; producers wait and retry", "sink", w.out.Spec.Name, "err", err,
 				"failures_so_far", w.appendErrors.Load())
 		}
-		if !sleep(ctx, backoff) {
+		if !ctxsleep.Sleep(ctx, backoff) {
 			return fmt.Errorf("pipeline: append to %s: %w", w.out.Spec.Name, err)
 		}
 		backoff = nextBackoff(backoff)
@@ -328,7 +329,7 @@ func (w *worker) loop(ctx context.Context) {
 			// A read error may be transient (I/O): keep the sink
 			// draining rather than stall it until a reload.
 			w.log.Error("read spool; retrying", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = nextBackoff(backoff)
@@ -344,7 +345,7 @@ func (w *worker) loop(ctx context.Context) {
 				break
 			}
 			w.log.Error("commit spool; retrying", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = nextBackoff(backoff)
@@ -383,7 +384,7 @@ func (w *worker) deliver(ctx context.Context, batch []model.Result) bool {
 		if w.connected.Swap(false) {
 			w.out.Sink.Close()
 		}
-		if !sleep(ctx, backoff) {
+		if !ctxsleep.Sleep(ctx, backoff) {
 			return false
 		}
 		backoff = nextBackoff(backoff)
@@ -472,15 +473,4 @@ func nextBackoff(d time.Duration) time.Duration {
 	}
 	// ±20% jitter so many agents do not retry in lockstep.
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

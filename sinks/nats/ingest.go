@@ -13,6 +13,7 @@ import (
 
 	"github.com/reconmon/recon/agent/config"
 	"github.com/reconmon/recon/agent/model"
+	"github.com/reconmon/recon/internal/ctxsleep"
 )
 
 // IngestConfig is the [ingest] section of `recon ingest`.
@@ -120,7 +121,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 				break
 			}
 			in.log.Warn("fetch failed; retrying", "err", err)
-			sleepCtx(ctx, backoff)
+			ctxsleep.Sleep(ctx, backoff)
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
@@ -130,7 +131,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoHeartbeat) && len(msgs) == 0 && ctx.Err() == nil {
 			in.log.Warn("fetch ended with an error", "err", err)
-			sleepCtx(ctx, backoff)
+			ctxsleep.Sleep(ctx, backoff)
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
@@ -140,13 +141,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
 
 func (in *Ingester) setup(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
@@ -200,7 +194,7 @@ func (in *Ingester) process(ctx context.Context, js jetstream.JetStream, msgs []
 		for _, m := range good {
 			m.NakWithDelay(2 * time.Second)
 		}
-		sleepCtx(ctx, time.Second) // backpressure: do not fetch faster than the store takes
+		ctxsleep.Sleep(ctx, time.Second) // backpressure: do not fetch faster than the store takes
 		return
 	}
 	for _, m := range good {
