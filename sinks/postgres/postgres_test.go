@@ -472,6 +472,41 @@ func TestSettings(t *testing.T) {
 	}
 }
 
+// TestPacedApplyIsBounded: the periodic applier, which rests inside its
+// transaction, catches up a few buckets per transaction, so no snapshot
+// stays open for the whole backlog; everything is recomputed in the end.
+func TestPacedApplyIsBounded(t *testing.T) {
+	dsn := pg(t).NewDatabase(t)
+	s := open(t, dsn)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	const buckets = rollupPacedBuckets + 2
+	for i := range buckets {
+		if err := s.WriteBatch(ctx, results("q", i, 1, at.Add(time.Duration(i)*5*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sqlExec(t, dsn, `UPDATE recon.rollup_dirty SET marked_at = marked_at - interval '2 minutes'`)
+	var got []int
+	for range 3 {
+		n, err := s.applyRollups(ctx, at.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+	}
+	if want := fmt.Sprint([]int{rollupPacedBuckets, 2, 0}); fmt.Sprint(got) != want {
+		t.Errorf("buckets per paced transaction: %v, want %s", got, want)
+	}
+	// seq i lands at minute 5i + i seconds: one value per bucket, 0..5.
+	if n := count(t, dsn, `SELECT sum(count)::int * 100 + sum(sum)::int FROM recon.rollup_5m`); n != buckets*100+15 {
+		t.Errorf("rollup_5m: count*100+sum = %d, want %d", n, buckets*100+15)
+	}
+	if n := count(t, dsn, `SELECT sum(count)::int FROM recon.rollup_1d`); n != buckets {
+		t.Errorf("rollup_1d counts %d values, want %d", n, buckets)
+	}
+}
+
 // TestSplit: shards hold whole checks, in order, none below minShard
 // results unless the batch is one shard.
 func TestSplit(t *testing.T) {

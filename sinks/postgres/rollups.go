@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reconmon/recon/internal/ctxsleep"
 )
 
 // Rollups are recomputed from raw rows, bucket by bucket (migration 004):
@@ -38,28 +40,29 @@ const (
 	// rollupApplyBuckets bounds one apply transaction (after an outage the
 	// backlog is folded in several steps).
 	rollupApplyBuckets = 48
+	// rollupPacedBuckets bounds one transaction of the periodic applier,
+	// which rests inside it: its snapshot must not stay open for minutes
+	// while it catches up, or vacuum could not prune the check rows the
+	// writers update thousands of times a second.
+	rollupPacedBuckets = 4
 	// rollupSlice is the part of a 5-minute bucket aggregated per
 	// statement by the periodic applier, which rests after each.
 	rollupSlice = time.Minute
 )
 
-// sleepCtx sleeps for d unless ctx ends first (false).
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // rollupAll makes applyRollups take every marked bucket, closed or not
 // (tests, benchmarks, and an explicit flush).
 var rollupAll = time.Time{}
 
-// applyRollups recomputes up to rollupApplyBuckets marked buckets and
+// rollupLimit is how many buckets one apply transaction takes.
+func rollupLimit(closedBy time.Time) int {
+	if closedBy.IsZero() {
+		return rollupApplyBuckets
+	}
+	return rollupPacedBuckets
+}
+
+// applyRollups recomputes up to rollupLimit(closedBy) marked buckets and
 // returns how many it did. With closedBy zero it takes every marked
 // bucket; otherwise those that closed rollupSettle before closedBy (the
 // agents' clock, which stamps results) and have had no mark for as long
@@ -119,12 +122,12 @@ func (s *Store) recompute(ctx context.Context, tx pgx.Tx, closedBy time.Time) (i
 	var buckets []time.Time
 	var err error
 	if closedBy.IsZero() {
-		err = queryTimes(ctx, tx, &buckets, `SELECT DISTINCT bucket FROM `+sch+`.rollup_dirty ORDER BY 1 LIMIT $1`, rollupApplyBuckets)
+		err = queryTimes(ctx, tx, &buckets, `SELECT DISTINCT bucket FROM `+sch+`.rollup_dirty ORDER BY 1 LIMIT $1`, rollupLimit(closedBy))
 	} else {
 		err = queryTimes(ctx, tx, &buckets, `SELECT bucket FROM `+sch+`.rollup_dirty GROUP BY bucket
 			HAVING bucket + interval '5 minutes' <= $1::timestamptz - $2::interval
 				AND (max(marked_at) <= now() - $2::interval OR min(marked_at) <= now() - $3::interval)
-			ORDER BY 1 LIMIT $4`, closedBy, rollupSettle, rollupMaxStale, rollupApplyBuckets)
+			ORDER BY 1 LIMIT $4`, closedBy, rollupSettle, rollupMaxStale, rollupLimit(closedBy))
 	}
 	if err != nil || len(buckets) == 0 {
 		return 0, err
@@ -167,7 +170,7 @@ func (s *Store) recompute(ctx context.Context, tx pgx.Tx, closedBy time.Time) (i
 				FROM `+sch+`.metric_numeric WHERE ts >= $1::timestamptz AND ts < $2::timestamptz GROUP BY check_id, name`, sl, sl.Add(rollupSlice)); err != nil {
 				return 0, err
 			}
-			if !closedBy.IsZero() && !sleepCtx(ctx, time.Since(start)) {
+			if !closedBy.IsZero() && !ctxsleep.Sleep(ctx, time.Since(start)) {
 				return 0, ctx.Err()
 			}
 		}
@@ -215,7 +218,7 @@ func (s *Store) flushRollups(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if n < rollupApplyBuckets {
+		if n < rollupLimit(rollupAll) {
 			return nil
 		}
 	}
@@ -242,7 +245,7 @@ func (s *Store) background(ctx context.Context, interval time.Duration) {
 				}
 				break
 			}
-			if n < rollupApplyBuckets {
+			if n < rollupLimit(time.Now()) {
 				break
 			}
 		}
