@@ -15,6 +15,7 @@ import (
 	"github.com/reconmon/recon/agent/metrics"
 	"github.com/reconmon/recon/agent/model"
 	"github.com/reconmon/recon/agent/runtime"
+	"github.com/reconmon/recon/agent/sink"
 	"github.com/reconmon/recon/agent/stream"
 )
 
@@ -167,6 +168,23 @@ func cmdConfigCheck(_ context.Context, a *app, args []string) int {
 			continue
 		}
 		closeRunner(r)
+	}
+	// Sinks too: New validates settings without opening anything (a
+	// missing DSN, a bad URL, write_conns over max_conns).
+	for _, spec := range cfg.Sinks {
+		typ, ok := w.registries.Sinks.Lookup(spec.Type)
+		if !ok {
+			fmt.Fprintf(a.stderr, "%s: unknown sink type %q\n", spec.Source, spec.Type)
+			failed = true
+			continue
+		}
+		s, err := typ.New(spec, sink.Env{Agent: cfg.Agent.Name, DataDir: cfg.Agent.DataDir, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			fmt.Fprintf(a.stderr, "%s: sink %q: %v\n", spec.Source, spec.Name, err)
+			failed = true
+			continue
+		}
+		s.Close()
 	}
 	for _, err := range w.checkSources(cfg) {
 		fmt.Fprintf(a.stderr, "%s: %v\n", *cfgPath, err)

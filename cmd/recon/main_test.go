@@ -111,6 +111,20 @@ func TestConfigCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, shell+":1: check \"x\"") || !strings.Contains(errOut, "needs a shell") {
 		t.Errorf("shell: exit %d %q", code, errOut)
 	}
+	// Sink settings only the sink type can judge are checked too, with
+	// the place they were written.
+	for name, c := range map[string]struct{ toml, want string }{
+		"nodsn":   {"[[sink]]\ntype = 'postgres'\n", ":1: sink \"postgres\": dsn is required"},
+		"conns":   {"\n[[sink]]\ntype = 'postgres'\ndsn = 'host=/nonexistent'\nmax_conns = 2\nwrite_conns = 3\n", ":2: sink \"postgres\": write_conns 3: at most max_conns - 1 (1)"},
+		"natsurl": {"[[sink]]\ntype = 'nats'\nurl = 'ftp://x'\n", ":1: sink \"nats\": url \"ftp://x\": scheme \"ftp\""},
+	} {
+		f := filepath.Join(dir, name+".toml")
+		os.WriteFile(f, []byte(c.toml), 0o644)
+		_, errOut, code = runCLI(t, nil, "config", "check", "-c", f)
+		if code != 1 || !strings.Contains(errOut, f+c.want) {
+			t.Errorf("%s: exit %d %q, want %q", name, code, errOut, f+c.want)
+		}
+	}
 }
 
 func TestUsage(t *testing.T) {

@@ -89,6 +89,21 @@ func (c *Connection) defaults() {
 }
 
 func (c *Connection) validate() error {
+	// nats.go takes nats://, tls://, ws://, wss:// or a bare host:port;
+	// anything else would only fail at connect, retried forever.
+	for _, u := range strings.Split(c.URL, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			return errors.New("url: an empty entry in the list of servers")
+		}
+		if scheme, _, ok := strings.Cut(u, "://"); ok {
+			switch strings.ToLower(scheme) {
+			case "nats", "tls", "ws", "wss":
+			default:
+				return fmt.Errorf("url %q: scheme %q (want nats, tls, ws or wss)", redactURL(u), scheme)
+			}
+		}
+	}
 	if strings.ContainsAny(c.Stream, ". *>") {
 		return fmt.Errorf("stream %q: no dots, spaces or wildcards", c.Stream)
 	}

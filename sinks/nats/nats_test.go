@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,9 +260,18 @@ func TestNATSRestart(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	for _, c := range []Connection{{Stream: "a.b"}, {SubjectPrefix: "x.>"}, {Replicas: 9}} {
-		if _, err := (Type{}).New(&sink.Spec{Settings: &Settings{Connection: c}}, sink.Env{}); err == nil {
+	for _, c := range []Connection{{Stream: "a.b"}, {SubjectPrefix: "x.>"}, {Replicas: 9},
+		{URL: "ftp://x"}, {URL: "nats://a:4222,"}, {URL: "http://u:hunter2@x"}} {
+		_, err := (Type{}).New(&sink.Spec{Settings: &Settings{Connection: c}}, sink.Env{})
+		if err == nil {
 			t.Errorf("%+v accepted", c)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%+v: the error shows the password: %v", c, err)
+		}
+	}
+	for _, u := range []string{"nats://a:4222", "tls://a:4222, nats://b:4222", "a:4222", "WSS://a"} {
+		if _, err := (Type{}).New(&sink.Spec{Settings: &Settings{Connection: Connection{URL: u}}}, sink.Env{}); err != nil {
+			t.Errorf("%q refused: %v", u, err)
 		}
 	}
 }
